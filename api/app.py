@@ -1,0 +1,90 @@
+"""The Litestar application: wiring of controllers, auth, problems, metrics, OpenAPI."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.middleware.base import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from api.auth import ApiKeyAuthentication, KeyResolver
+from api.controllers.admin import AdminController
+from api.controllers.health import HealthController
+from api.problems import exception_handlers
+from api.request_id import add_request_id_header
+from daybook.database import connection_pool
+from daybook.logs import configure_logging
+from daybook.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PUBLIC_PATHS = ["^/healthz$", "^/readyz$", "^/metrics$", "^/schema", "^/v1/webhooks/"]
+
+
+class MetricsController(PrometheusController):
+    """``GET /metrics``: Prometheus text; no authentication."""
+
+    path = "/metrics"
+    opt = {"exclude_from_auth": True}  # noqa: RUF012 - Litestar reads this class attribute
+    include_in_schema = True
+
+
+def create_app(settings: Settings, database_url: str, redis_url: str) -> Litestar:
+    """Builds the API for the given servers."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = connection_pool(database_url, settings, name="api")
+        redis_client = redis.Redis.from_url(redis_url, socket_timeout=5.0, health_check_interval=30)
+        app.state.update(
+            settings=settings,
+            pool=pool,
+            redis=redis_client,
+            key_resolver=KeyResolver(pool, settings.admin_key),
+        )
+        try:
+            yield
+        finally:
+            redis_client.close()
+            pool.close()
+
+    prometheus = PrometheusConfig(app_name="daybook", prefix="daybook", group_path=True, exclude=["/metrics"])
+    return Litestar(
+        route_handlers=[HealthController, AdminController, MetricsController],
+        lifespan=[lifespan],
+        state=State({"settings": settings}),
+        middleware=[
+            prometheus.middleware,
+            DefineMiddleware(ApiKeyAuthentication, exclude=PUBLIC_PATHS),
+        ],
+        exception_handlers=exception_handlers(),
+        before_send=[add_request_id_header],
+        request_max_body_size=settings.body_size_max_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Daybook",
+            version="1.0.0",
+            description="Event-sourced financial core for commerce.",
+            path="/schema",
+            render_plugins=[JsonRenderPlugin()],
+        ),
+        debug=False,
+        logging_config=None,
+    )
+
+
+def create_app_from_env() -> Litestar:
+    """Uvicorn factory: reads settings and server URLs from the environment."""
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    if not settings.database_url or not settings.redis_url:
+        msg = "daybook api needs DAYBOOK_DATABASE_URL and DAYBOOK_REDIS_URL (daybook serve sets them)"
+        raise SystemExit(msg)
+    return create_app(settings, settings.database_url, settings.redis_url)
+

@@ -1,0 +1,117 @@
+"""Bearer API-key authentication and role guards.
+
+Roles: ``merchant`` (one merchant), ``auditor`` (read-only, one merchant), ``admin``
+(operator; the key comes from settings, never from the database).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from threading import Lock
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from psycopg_pool import ConnectionPool
+
+from api import keys, merchant_store
+from api.problems import ApiError
+
+MERCHANT, AUDITOR, ADMIN = "merchant", "auditor", "admin"
+_CACHE_TTL_S = 30.0
+_CACHE_SIZE_MAX = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a role, and the merchant for merchant and auditor keys."""
+
+    key_id: str
+    role: str
+    merchant_id: uuid.UUID | None
+
+    @property
+    def actor(self) -> str:
+        """The audit actor recorded on events this caller causes."""
+        return f"api_key:{self.key_id}"
+
+
+class KeyResolver:
+    """Finds the principal of a presented key; caches rows briefly (bounded)."""
+
+    def __init__(self, pool: ConnectionPool, admin_key: str | None) -> None:
+        self._pool = pool
+        self._admin_hash = keys.sha256(admin_key) if admin_key else None
+        self._cache: OrderedDict[str, tuple[float, merchant_store.StoredKey | None]] = OrderedDict()
+        self._lock = Lock()
+
+    def resolve(self, presented: str) -> Principal | None:
+        """The principal for ``presented``, or ``None`` when the key is not valid."""
+        if self._admin_hash is not None and hmac.compare_digest(keys.sha256(presented), self._admin_hash):
+            return Principal("admin", ADMIN, None)
+        parts = keys.split_key(presented)
+        if parts is None:
+            return None
+        key_id, secret = parts
+        stored = self._stored(key_id)
+        if stored is None or not keys.matches(secret, stored.secret_sha256):
+            return None
+        return Principal(key_id, stored.role, stored.merchant_id)
+
+    def _stored(self, key_id: str) -> merchant_store.StoredKey | None:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(key_id)
+            if cached is not None and cached[0] > now:
+                self._cache.move_to_end(key_id)
+                return cached[1]
+        with self._pool.connection() as conn:
+            stored = merchant_store.find_key(conn, key_id)
+        with self._lock:
+            self._cache[key_id] = (now + _CACHE_TTL_S, stored)
+            while len(self._cache) > _CACHE_SIZE_MAX:
+                self._cache.popitem(last=False)
+        return stored
+
+
+class ApiKeyAuthentication(AbstractAuthenticationMiddleware):
+    """Reads ``Authorization: Bearer <key>``; anything else is 401 ``unauthenticated``."""
+
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+        header = connection.headers.get("authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            raise ApiError(401, "unauthenticated", "Send an API key as 'Authorization: Bearer <key>'.")
+        resolver: KeyResolver = connection.app.state.key_resolver
+        principal = await _in_thread(resolver.resolve, presented.strip())
+        if principal is None:
+            raise ApiError(401, "unauthenticated", "The API key is not valid.")
+        return AuthenticationResult(user=principal, auth=None)
+
+
+async def _in_thread(function: Callable[[str], Principal | None], argument: str) -> Principal | None:
+    import anyio.to_thread
+
+    return await anyio.to_thread.run_sync(function, argument)
+
+
+def require_roles(*roles: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+    """A guard admitting only principals with one of ``roles``."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        principal: Principal = connection.user
+        if principal.role not in roles:
+            raise ApiError(403, "forbidden", f"This needs one of the roles: {', '.join(roles)}.")
+
+    return guard
+
+
+admin_only = require_roles(ADMIN)
+merchant_only = require_roles(MERCHANT)
+merchant_or_auditor = require_roles(MERCHANT, AUDITOR)

@@ -1,0 +1,71 @@
+"""Operator endpoints: create merchants, rotate webhook secrets."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+import msgspec
+from litestar import Controller, Request, post
+from litestar.datastructures import State
+
+from api import merchant_store
+from api.auth import admin_only
+from api.problems import ApiError
+
+
+class MerchantCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /v1/admin/merchants``."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class MerchantCreated(msgspec.Struct):
+    """A new merchant with its keys and secrets, shown this once."""
+
+    merchant_id: uuid.UUID
+    name: str
+    api_key: str
+    auditor_key: str
+    webhook_secrets: dict[str, str]
+
+    @classmethod
+    def of(cls, created: merchant_store.CreatedMerchant) -> MerchantCreated:
+        """Converts the store's result."""
+        return cls(created.merchant_id, created.name, created.api_key, created.auditor_key, created.webhook_secrets)
+
+
+class SecretRotated(msgspec.Struct):
+    """The new webhook secret; the previous one stays valid for 24 h."""
+
+    secret: str
+
+
+class AdminController(Controller):
+    """``/v1/admin``: operator-only."""
+
+    path = "/v1/admin"
+    guards = [admin_only]  # noqa: RUF012 - Litestar reads this class attribute
+    tags = ["admin"]  # noqa: RUF012
+
+    @post("/merchants", operation_id="createMerchant", status_code=201, sync_to_thread=True)
+    def create_merchant(self, state: State, data: MerchantCreate) -> MerchantCreated:
+        """Creates a merchant; its API key, auditor key and webhook secrets are shown once."""
+        with state.pool.connection() as conn:
+            return MerchantCreated.of(merchant_store.create_merchant(conn, data.name.strip() or data.name))
+
+    @post(
+        "/merchants/{merchant_id:uuid}/webhook-secrets/{gateway:str}/rotate",
+        operation_id="rotateWebhookSecret",
+        status_code=201,
+        sync_to_thread=True,
+    )
+    def rotate_secret(
+        self, state: State, request: Request[object, object, State], merchant_id: uuid.UUID,
+        gateway: Literal["stripe", "standard"],
+    ) -> SecretRotated:
+        """Adds a new webhook secret; the previous one stays valid for 24 hours."""
+        with state.pool.connection() as conn:
+            if not merchant_store.merchant_exists(conn, merchant_id):
+                raise ApiError(404, "not_found", "No such merchant.")
+            return SecretRotated(merchant_store.rotate_webhook_secret(conn, merchant_id, gateway))

@@ -1,0 +1,136 @@
+"""RFC 9457 problem responses: the one place where errors become HTTP.
+
+Every error the API returns is ``application/problem+json`` with ``status``, ``title``,
+``detail``, a stable snake_case ``code`` and the ``request_id``. Domain errors know
+nothing of HTTP; :data:`DOMAIN_ERROR_MAP` below maps them (the domain registers nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import Scope
+
+from api.request_id import request_id_of
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+_TITLES: dict[int, str] = {
+    400: "Bad request",
+    401: "Unauthenticated",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+_DEFAULT_CODES: dict[int, str] = {
+    400: "invalid_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(HTTPException):
+    """An error answered as a problem response with a stable ``code``."""
+
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail=detail, status_code=status_code, headers=headers)
+        self.code = code
+        self.extra_fields: dict[str, Any] = dict(extra or {})
+
+
+def problem_response(
+    scope: Scope,
+    status_code: int,
+    code: str,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Response[dict[str, Any]]:
+    """Builds the problem+json response for one error."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "status": status_code,
+        "title": _TITLES.get(status_code, "Error"),
+        "detail": detail,
+        "code": code,
+        "request_id": request_id_of(scope),
+    }
+    if extra:
+        body.update(extra)
+    return Response(body, status_code=status_code, media_type=PROBLEM_MEDIA_TYPE, headers=dict(headers or {}))
+
+
+def _handle_api_error(request: Request[Any, Any, Any], error: ApiError) -> Response[Any]:
+    return problem_response(
+        request.scope, error.status_code, error.code, error.detail,
+        headers=error.headers, extra=error.extra_fields,
+    )
+
+
+def _handle_validation(request: Request[Any, Any, Any], error: ValidationException) -> Response[Any]:
+    extra = {"errors": error.extra} if error.extra else None
+    return problem_response(request.scope, 400, "invalid_request", str(error.detail), extra=extra)
+
+
+def _handle_http(request: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
+    status = error.status_code
+    code = _DEFAULT_CODES.get(status, "error")
+    detail = error.detail if status < 500 else _TITLES.get(status, "Error")
+    return problem_response(request.scope, status, code, detail, headers=error.headers)
+
+
+def _handle_unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    log.exception("unhandled error", extra={"request_id": request_id_of(request.scope)})
+    return problem_response(request.scope, 500, "internal_error", "The server failed to answer; nothing was applied unless a later read shows it.")
+
+
+def domain_error_handler(
+    status_code: int, code: str, extra: Callable[[Any], Mapping[str, Any]] | None = None
+) -> Callable[[Request[Any, Any, Any], Exception], Response[Any]]:
+    """An exception handler that answers a domain error with ``status_code`` and ``code``."""
+
+    def handle(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+        fields = extra(error) if extra is not None else None
+        return problem_response(request.scope, status_code, code, str(error), extra=fields)
+
+    return handle
+
+
+def exception_handlers() -> dict[Any, Callable[..., Response[Any]]]:
+    """The app's exception handlers; domain errors are added by :mod:`api.app`."""
+    return {
+        ApiError: _handle_api_error,
+        ValidationException: _handle_validation,
+        HTTPException: _handle_http,
+        Exception: _handle_unexpected,
+    }

@@ -1,0 +1,38 @@
+"""Request ids: echoed from ``X-Request-ID`` when the client sent a sane one, else made."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from litestar.datastructures import MutableScopeHeaders
+from litestar.types import Message, Scope
+
+HEADER = "x-request-id"
+_ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id_of(scope: Scope) -> str:
+    """The request's id, fixed on first use so that body and header always agree."""
+    state: dict[str, Any] = scope.setdefault("state", {})  # type: ignore[typeddict-item]
+    request_id = state.get("request_id")
+    if request_id is None:
+        sent = _header(scope, HEADER.encode())
+        request_id = sent if sent and _ACCEPTABLE.match(sent) else uuid.uuid4().hex
+        state["request_id"] = request_id
+    return str(request_id)
+
+
+async def add_request_id_header(message: Message, scope: Scope) -> None:
+    """``before_send`` hook: every HTTP response carries ``X-Request-ID``."""
+    if message["type"] == "http.response.start":
+        headers = MutableScopeHeaders.from_message(message)
+        headers["X-Request-ID"] = request_id_of(scope)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None

@@ -1,0 +1,117 @@
+"""Typed settings, read once from ``DAYBOOK_*`` environment variables.
+
+Every variable is documented in README.md ("Configuration"). Unset database or Redis
+URLs mean "use the embedded servers under ``DAYBOOK_HOME``".
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A ``DAYBOOK_*`` variable has a value that cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Daybook configuration. Field ``x`` is read from ``DAYBOOK_X``."""
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    home: Path = Path(".daybook")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    admin_key: str | None = None
+    log_level: str = "INFO"
+    api_processes: int = 1
+    worker_processes: int = 1
+    worker_threads: int = 8
+    database_pool_size: int = 10
+    statement_timeout_ms: int = 10_000
+    lock_timeout_ms: int = 5_000
+    batch_size_max: int = 200
+    batch_wait_ms: float = 2.0
+    batch_queue_size_max: int = 10_000
+    batch_conflict_retries_max: int = 3
+    body_size_max_bytes: int = 1_048_576
+    webhook_body_size_max_bytes: int = 262_144
+    webhook_tolerance_seconds: int = 300
+    rate_limit_per_minute: int = 6_000
+    idempotency_ttl_hours: int = 24
+    projection_lag_max: int = 10_000
+    read_wait_max_seconds: float = 5.0
+    hold_expiry_interval_seconds: float = 5.0
+    inbox_sweep_interval_seconds: float = 10.0
+    demo_merchant: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Reads every field from ``DAYBOOK_<FIELD>``; unset fields keep their default."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = environ.get(f"DAYBOOK_{field.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[field.name] = _parse(field.name, str(field.type), raw)
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Raises :class:`SettingsError` for values out of their range."""
+        positive = (
+            "port", "api_processes", "worker_processes", "worker_threads", "database_pool_size",
+            "statement_timeout_ms", "lock_timeout_ms", "batch_size_max", "batch_queue_size_max",
+            "body_size_max_bytes", "webhook_body_size_max_bytes", "rate_limit_per_minute",
+            "idempotency_ttl_hours",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"DAYBOOK_{name.upper()} must be positive")
+        if not 0 <= self.batch_wait_ms <= 1_000:
+            raise SettingsError("DAYBOOK_BATCH_WAIT_MS must be between 0 and 1000")
+
+    @property
+    def embedded_database(self) -> bool:
+        """True when no database URL is configured and the embedded PostgreSQL is used."""
+        return not self.database_url
+
+    @property
+    def embedded_redis(self) -> bool:
+        """True when no Redis URL is configured and the embedded Redis is used."""
+        return not self.redis_url
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(raw)
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "int": int,
+    "float": float,
+    "bool": _parse_bool,
+    "Path": Path,
+    "str": str,
+    "str | None": str,
+}
+
+
+def _parse(name: str, type_name: str, raw: str) -> Any:
+    parser = _PARSERS[type_name]
+    try:
+        return parser(raw)
+    except ValueError as error:
+        raise SettingsError(f"DAYBOOK_{name.upper()}={raw!r} is not a valid {type_name}") from error

@@ -1,0 +1,87 @@
+"""Helpers to run a whole ``daybook serve`` as a user would, and to wait on it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], T | None], *, timeout_s: float, what: str) -> T:
+    """Polls ``condition`` until it returns something truthy, or fails after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.1)
+
+
+class ServeProcess:
+    """``daybook serve`` in a directory of its own, on the embedded servers."""
+
+    def __init__(self, directory: Path, port: int, extra_env: dict[str, str] | None = None) -> None:
+        self.directory = directory
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        env = {k: v for k, v in os.environ.items() if k not in {"DAYBOOK_DATABASE_URL", "DAYBOOK_REDIS_URL", "DAYBOOK_ADMIN_KEY", "DAYBOOK_HOME"}}
+        env.update(extra_env or {})
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = directory / "serve.log"
+
+    def start(self) -> None:
+        """Starts the process and waits until ``/readyz`` answers 200."""
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daybook", "serve", "--port", str(self.port)],
+            cwd=self.directory, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        wait_for(self._ready, timeout_s=90, what=f"daybook serve to be ready (log: {self.log_path})")
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"daybook serve exited early:\n{self.log_path.read_text()[-4000:]}")
+        try:
+            return httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout_s: float = 60) -> int:
+        """Sends ``sig`` and returns the exit code."""
+        assert self.process is not None
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=timeout_s)
+        self.process = None
+        return code
+
+    def kill_if_running(self) -> None:
+        """Last-resort cleanup for a failed test."""
+        if self.process is not None and self.process.poll() is None:
+            self.stop(signal.SIGTERM)
+
+    def redis_url(self) -> str:
+        """The URL of this serve's embedded Redis."""
+        config = (self.directory / ".daybook" / "redis" / "redis.conf").read_text().splitlines()
+        port = next(line.split()[1] for line in config if line.startswith("port "))
+        return f"redis://127.0.0.1:{port}/0"
