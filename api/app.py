@@ -32,7 +32,7 @@ class MetricsController(PrometheusController):
     """``GET /metrics``: Prometheus text; no authentication."""
 
     path = "/metrics"
-    opt = {"exclude_from_auth": True}  # noqa: RUF012 - Litestar reads this class attribute
+    opt = {"exclude_from_auth": True}
     include_in_schema = True
 
 
@@ -55,7 +55,9 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             redis_client.close()
             pool.close()
 
-    prometheus = PrometheusConfig(app_name="daybook", prefix="daybook", group_path=True, exclude=["/metrics"])
+    prometheus = PrometheusConfig(
+        app_name="daybook", prefix="daybook", group_path=True, exclude=["/metrics"]
+    )
     return Litestar(
         route_handlers=[HealthController, AdminController, MetricsController],
         lifespan=[lifespan],
@@ -84,7 +86,8 @@ def create_app_from_env() -> Litestar:
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     if not settings.database_url or not settings.redis_url:
-        msg = "daybook api needs DAYBOOK_DATABASE_URL and DAYBOOK_REDIS_URL (daybook serve sets them)"
+        msg = (
+            "daybook api needs DAYBOOK_DATABASE_URL and DAYBOOK_REDIS_URL (daybook serve sets them)"
+        )
         raise SystemExit(msg)
     return create_app(settings, settings.database_url, settings.redis_url)
-

@@ -37,7 +37,7 @@ def split_key(plaintext: str) -> tuple[str, str] | None:
     """Returns (key id, secret) of a well-formed key, else ``None``."""
     if not plaintext.startswith(PREFIX):
         return None
-    key_id, separator, secret = plaintext[len(PREFIX):].partition("_")
+    key_id, separator, secret = plaintext[len(PREFIX) :].partition("_")
     if not separator or len(key_id) != 2 * _KEY_ID_BYTES or not secret:
         return None
     return key_id, secret

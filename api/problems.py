@@ -87,17 +87,25 @@ def problem_response(
     }
     if extra:
         body.update(extra)
-    return Response(body, status_code=status_code, media_type=PROBLEM_MEDIA_TYPE, headers=dict(headers or {}))
+    return Response(
+        body, status_code=status_code, media_type=PROBLEM_MEDIA_TYPE, headers=dict(headers or {})
+    )
 
 
 def _handle_api_error(request: Request[Any, Any, Any], error: ApiError) -> Response[Any]:
     return problem_response(
-        request.scope, error.status_code, error.code, error.detail,
-        headers=error.headers, extra=error.extra_fields,
+        request.scope,
+        error.status_code,
+        error.code,
+        error.detail,
+        headers=error.headers,
+        extra=error.extra_fields,
     )
 
 
-def _handle_validation(request: Request[Any, Any, Any], error: ValidationException) -> Response[Any]:
+def _handle_validation(
+    request: Request[Any, Any, Any], error: ValidationException
+) -> Response[Any]:
     extra = {"errors": error.extra} if error.extra else None
     return problem_response(request.scope, 400, "invalid_request", str(error.detail), extra=extra)
 
@@ -111,7 +119,12 @@ def _handle_http(request: Request[Any, Any, Any], error: HTTPException) -> Respo
 
 def _handle_unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     log.exception("unhandled error", extra={"request_id": request_id_of(request.scope)})
-    return problem_response(request.scope, 500, "internal_error", "The server failed to answer; nothing was applied unless a later read shows it.")
+    return problem_response(
+        request.scope,
+        500,
+        "internal_error",
+        "The server failed to answer; nothing was applied unless a later read shows it.",
+    )
 
 
 def domain_error_handler(

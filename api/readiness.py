@@ -18,7 +18,7 @@ _PROJECTION_LAG = sql.SQL(
 )
 
 
-def check_readiness(pool: ConnectionPool, redis_client: redis.Redis, lag_max: int) -> list[str]:
+def check_readiness(pool: ConnectionPool, redis_client: redis.Redis[bytes], lag_max: int) -> list[str]:
     """The reasons the service is not ready; empty when it is."""
     reasons: list[str] = []
     try:

@@ -15,7 +15,7 @@ _ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 def request_id_of(scope: Scope) -> str:
     """The request's id, fixed on first use so that body and header always agree."""
-    state: dict[str, Any] = scope.setdefault("state", {})  # type: ignore[typeddict-item]
+    state: dict[str, Any] = scope.setdefault("state", {})
     request_id = state.get("request_id")
     if request_id is None:
         sent = _header(scope, HEADER.encode())

@@ -27,7 +27,9 @@ def _servers(settings: Settings) -> Iterator[tuple[str, str]]:
     """The configured servers, or the embedded ones under DAYBOOK_HOME."""
     from daybook.embedded import embedded_servers
 
-    with embedded_servers(settings.home, database_url=settings.database_url, redis_url=settings.redis_url) as urls:
+    with embedded_servers(
+        settings.home, database_url=settings.database_url, redis_url=settings.redis_url
+    ) as urls:
         yield urls
 
 
@@ -37,8 +39,12 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", default=None, help="Interface to listen on (DAYBOOK_HOST, default 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port to listen on (DAYBOOK_PORT, default 8000).")
+@click.option(
+    "--host", default=None, help="Interface to listen on (DAYBOOK_HOST, default 127.0.0.1)."
+)
+@click.option(
+    "--port", type=int, default=None, help="Port to listen on (DAYBOOK_PORT, default 8000)."
+)
 def serve(host: str | None, port: int | None) -> None:
     """API, workers, projections and scheduler together (embedded servers if none configured)."""
     from daybook.serve import serve as run_serve
@@ -76,9 +82,14 @@ def worker() -> None:
     if not settings.redis_url:
         raise click.UsageError("daybook worker needs DAYBOOK_REDIS_URL")
     argv = [
-        sys.executable, "-m", "dramatiq", "workers.tasks",
-        "--processes", str(settings.worker_processes),
-        "--threads", str(settings.worker_threads),
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "workers.tasks",
+        "--processes",
+        str(settings.worker_processes),
+        "--threads",
+        str(settings.worker_threads),
     ]
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process; signals reach dramatiq
 
@@ -94,7 +105,9 @@ def projections(context: click.Context) -> None:
     settings = _settings()
     configure_logging(settings.log_level)
     if not settings.database_url or not settings.redis_url:
-        raise click.UsageError("daybook projections needs DAYBOOK_DATABASE_URL and DAYBOOK_REDIS_URL")
+        raise click.UsageError(
+            "daybook projections needs DAYBOOK_DATABASE_URL and DAYBOOK_REDIS_URL"
+        )
     sys.exit(run_forever(settings, settings.database_url, settings.redis_url))
 
 
@@ -127,7 +140,10 @@ def create_merchant(name: str) -> None:
     if not 1 <= len(name) <= 200:
         raise click.BadParameter("must be 1-200 characters", param_hint="--name")
     settings = _settings()
-    with _servers(settings) as (database_url, _), psycopg.connect(database_url, autocommit=True) as conn:
+    with (
+        _servers(settings) as (database_url, _),
+        psycopg.connect(database_url, autocommit=True) as conn,
+    ):
         apply(database_url)
         created = merchant_store.create_merchant(conn, name)
     click.echo(json.dumps(merchant_json(created), indent=2))

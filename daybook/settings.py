@@ -68,9 +68,18 @@ class Settings:
     def check(self) -> None:
         """Raises :class:`SettingsError` for values out of their range."""
         positive = (
-            "port", "api_processes", "worker_processes", "worker_threads", "database_pool_size",
-            "statement_timeout_ms", "lock_timeout_ms", "batch_size_max", "batch_queue_size_max",
-            "body_size_max_bytes", "webhook_body_size_max_bytes", "rate_limit_per_minute",
+            "port",
+            "api_processes",
+            "worker_processes",
+            "worker_threads",
+            "database_pool_size",
+            "statement_timeout_ms",
+            "lock_timeout_ms",
+            "batch_size_max",
+            "batch_queue_size_max",
+            "body_size_max_bytes",
+            "webhook_body_size_max_bytes",
+            "rate_limit_per_minute",
             "idempotency_ttl_hours",
         )
         for name in positive:

@@ -7,6 +7,7 @@ with SIGTERM, then SIGKILL after a grace period.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -51,7 +52,9 @@ class Supervisor:
 
     def run(self) -> int:
         """Runs until a stop signal (exit code 0) or a child that keeps dying (exit code 1)."""
-        previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {
+            sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
         try:
             for child in self.children:
                 child.start(self.env)
@@ -83,9 +86,16 @@ class Supervisor:
             child.process = None
             child.restarts = [t for t in child.restarts if now - t < RESTART_WINDOW_S] + [now]
             if len(child.restarts) > RESTARTS_MAX_PER_WINDOW:
-                log.error("%s died %d times in %.0f s; giving up", child.name, len(child.restarts), RESTART_WINDOW_S)
+                log.error(
+                    "%s died %d times in %.0f s; giving up",
+                    child.name,
+                    len(child.restarts),
+                    RESTART_WINDOW_S,
+                )
                 return False
-            child.next_start_at = now + min(RESTART_BACKOFF_MAX_S, 0.5 * 2 ** (len(child.restarts) - 1))
+            child.next_start_at = now + min(
+                RESTART_BACKOFF_MAX_S, 0.5 * 2 ** (len(child.restarts) - 1)
+            )
         return True
 
     def stop_all(self) -> None:
@@ -107,7 +117,5 @@ class Supervisor:
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass

@@ -24,6 +24,9 @@ from daybook.embedded import embedded_servers
 from daybook.migrate import migrate
 from daybook.settings import Settings
 
+# The embedded PostgreSQL library wants a runtime dir; CI machines may not set one.
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+
 ROOT = Path(__file__).resolve().parent.parent
 TEST_REDIS_DB = 13
 
@@ -58,7 +61,9 @@ def database_url(servers: Servers) -> Iterator[str]:
     migrate(url)
     yield url
     with psycopg.connect(servers.admin_database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import AgeLimit, Callbacks, CurrentMessage, Pipelines, Retries, ShutdownNotifications, TimeLimit
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
 
 NAMESPACE = "daybook"
 QUEUE = "default"
@@ -35,7 +43,7 @@ def make_broker(redis_url: str, *, namespace: str = NAMESPACE) -> RedisBroker:
         Retries(max_retries=MAX_RETRIES, min_backoff=MIN_BACKOFF_MS, max_backoff=MAX_BACKOFF_MS),
         CurrentMessage(),
     ]
-    return RedisBroker(
+    return RedisBroker(  # type: ignore[no-untyped-call]
         url=redis_url,
         namespace=namespace,
         middleware=middleware,
@@ -44,7 +52,9 @@ def make_broker(redis_url: str, *, namespace: str = NAMESPACE) -> RedisBroker:
     )
 
 
-def send(broker: dramatiq.Broker, actor_name: str, *args: object, queue_name: str = QUEUE) -> dramatiq.Message[object]:
+def send(
+    broker: dramatiq.Broker, actor_name: str, *args: object, queue_name: str = QUEUE
+) -> dramatiq.Message[object]:
     """Enqueues a message for ``actor_name`` without importing the worker module."""
     message: dramatiq.Message[object] = dramatiq.Message(
         queue_name=queue_name, actor_name=actor_name, args=args, kwargs={}, options={}

@@ -6,8 +6,9 @@ import uuid
 from typing import Annotated, Literal
 
 import msgspec
-from litestar import Controller, Request, post
+from litestar import Controller, post
 from litestar.datastructures import State
+from litestar.params import FromPath, JSONBody
 
 from api import merchant_store
 from api.auth import admin_only
@@ -32,7 +33,13 @@ class MerchantCreated(msgspec.Struct):
     @classmethod
     def of(cls, created: merchant_store.CreatedMerchant) -> MerchantCreated:
         """Converts the store's result."""
-        return cls(created.merchant_id, created.name, created.api_key, created.auditor_key, created.webhook_secrets)
+        return cls(
+            created.merchant_id,
+            created.name,
+            created.api_key,
+            created.auditor_key,
+            created.webhook_secrets,
+        )
 
 
 class SecretRotated(msgspec.Struct):
@@ -45,14 +52,16 @@ class AdminController(Controller):
     """``/v1/admin``: operator-only."""
 
     path = "/v1/admin"
-    guards = [admin_only]  # noqa: RUF012 - Litestar reads this class attribute
-    tags = ["admin"]  # noqa: RUF012
+    guards = [admin_only]
+    tags = ["admin"]
 
     @post("/merchants", operation_id="createMerchant", status_code=201, sync_to_thread=True)
-    def create_merchant(self, state: State, data: MerchantCreate) -> MerchantCreated:
+    def create_merchant(self, state: State, data: JSONBody[MerchantCreate]) -> MerchantCreated:
         """Creates a merchant; its API key, auditor key and webhook secrets are shown once."""
         with state.pool.connection() as conn:
-            return MerchantCreated.of(merchant_store.create_merchant(conn, data.name.strip() or data.name))
+            return MerchantCreated.of(
+                merchant_store.create_merchant(conn, data.name.strip() or data.name)
+            )
 
     @post(
         "/merchants/{merchant_id:uuid}/webhook-secrets/{gateway:str}/rotate",
@@ -61,8 +70,10 @@ class AdminController(Controller):
         sync_to_thread=True,
     )
     def rotate_secret(
-        self, state: State, request: Request[object, object, State], merchant_id: uuid.UUID,
-        gateway: Literal["stripe", "standard"],
+        self,
+        state: State,
+        merchant_id: FromPath[uuid.UUID],
+        gateway: FromPath[Literal["stripe", "standard"]],
     ) -> SecretRotated:
         """Adds a new webhook secret; the previous one stays valid for 24 hours."""
         with state.pool.connection() as conn:

@@ -26,8 +26,8 @@ class HealthController(Controller):
     """``/healthz`` and ``/readyz``; no authentication."""
 
     path = "/"
-    opt = {"exclude_from_auth": True}  # noqa: RUF012 - Litestar reads this class attribute
-    tags = ["operator"]  # noqa: RUF012
+    opt = {"exclude_from_auth": True}
+    tags = ["operator"]
 
     @get("/healthz", operation_id="healthz")
     async def healthz(self) -> Health:

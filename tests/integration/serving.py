@@ -43,7 +43,17 @@ class ServeProcess:
         self.directory = directory
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
-        env = {k: v for k, v in os.environ.items() if k not in {"DAYBOOK_DATABASE_URL", "DAYBOOK_REDIS_URL", "DAYBOOK_ADMIN_KEY", "DAYBOOK_HOME"}}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k
+            not in {
+                "DAYBOOK_DATABASE_URL",
+                "DAYBOOK_REDIS_URL",
+                "DAYBOOK_ADMIN_KEY",
+                "DAYBOOK_HOME",
+            }
+        }
         env.update(extra_env or {})
         self.env = env
         self.process: subprocess.Popen[bytes] | None = None
@@ -54,14 +64,21 @@ class ServeProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "daybook", "serve", "--port", str(self.port)],
-            cwd=self.directory, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=self.directory,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
-        wait_for(self._ready, timeout_s=90, what=f"daybook serve to be ready (log: {self.log_path})")
+        wait_for(
+            self._ready, timeout_s=90, what=f"daybook serve to be ready (log: {self.log_path})"
+        )
 
     def _ready(self) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
-            raise AssertionError(f"daybook serve exited early:\n{self.log_path.read_text()[-4000:]}")
+            raise AssertionError(
+                f"daybook serve exited early:\n{self.log_path.read_text()[-4000:]}"
+            )
         try:
             return httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200
         except httpx.HTTPError:

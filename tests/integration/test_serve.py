@@ -39,8 +39,10 @@ def _demo(serve_dir: Path) -> dict[str, str]:
 
 def _create_merchant(served: ServeProcess, key: str) -> httpx.Response:
     return httpx.post(
-        f"{served.base_url}/v1/admin/merchants", json={"name": "Probe"},
-        headers={"Authorization": f"Bearer {key}"}, timeout=10,
+        f"{served.base_url}/v1/admin/merchants",
+        json={"name": "Probe"},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
     )
 
 
@@ -51,10 +53,18 @@ def test_first_start_creates_admin_key_and_demo_merchant_files_readable_only_by_
     demo = serve_dir / ".daybook" / "demo-merchant.json"
     assert admin_key.stat().st_mode & 0o777 == 0o600
     assert demo.stat().st_mode & 0o777 == 0o600
-    assert set(_demo(serve_dir)) == {"merchant_id", "name", "api_key", "auditor_key", "webhook_secrets"}
+    assert set(_demo(serve_dir)) == {
+        "merchant_id",
+        "name",
+        "api_key",
+        "auditor_key",
+        "webhook_secrets",
+    }
 
 
-def test_demo_merchant_key_authenticates_but_is_forbidden_on_admin_routes(served: ServeProcess, serve_dir: Path) -> None:
+def test_demo_merchant_key_authenticates_but_is_forbidden_on_admin_routes(
+    served: ServeProcess, serve_dir: Path
+) -> None:
     response = _create_merchant(served, _demo(serve_dir)["api_key"])
     assert response.status_code == 403
     assert response.json()["code"] == "forbidden"
@@ -63,8 +73,10 @@ def test_demo_merchant_key_authenticates_but_is_forbidden_on_admin_routes(served
 
 def test_wrong_key_gets_401_with_a_problem_body_and_request_id(served: ServeProcess) -> None:
     response = httpx.post(
-        f"{served.base_url}/v1/admin/merchants", json={"name": "x"},
-        headers={"Authorization": "Bearer dbk_000000000000000000_nope", "X-Request-ID": "req-abc"}, timeout=10,
+        f"{served.base_url}/v1/admin/merchants",
+        json={"name": "x"},
+        headers={"Authorization": "Bearer dbk_000000000000000000_nope", "X-Request-ID": "req-abc"},
+        timeout=10,
     )
     assert response.status_code == 401
     assert response.json()["code"] == "unauthenticated"
@@ -72,17 +84,23 @@ def test_wrong_key_gets_401_with_a_problem_body_and_request_id(served: ServeProc
     assert response.headers["x-request-id"] == "req-abc"
 
 
-def test_a_message_sent_to_the_broker_is_processed_by_the_served_worker(served: ServeProcess) -> None:
+def test_a_message_sent_to_the_broker_is_processed_by_the_served_worker(
+    served: ServeProcess,
+) -> None:
     url = served.redis_url()
     broker = make_broker(url)
     token = uuid.uuid4().hex
     send(broker, "ping", token)
     client = redis.Redis.from_url(url)
-    wait_for(lambda: client.get(f"daybook:ping:{token}"), timeout_s=30, what="the ping actor to run")
+    wait_for(
+        lambda: client.get(f"daybook:ping:{token}"), timeout_s=30, what="the ping actor to run"
+    )
     broker.close()
 
 
-def test_sigterm_stops_everything_cleanly_and_a_restart_keeps_the_data(served: ServeProcess, serve_dir: Path) -> None:
+def test_sigterm_stops_everything_cleanly_and_a_restart_keeps_the_data(
+    served: ServeProcess, serve_dir: Path
+) -> None:
     admin_key = (serve_dir / ".daybook" / "admin-key").read_text().strip()
     created = _create_merchant(served, admin_key)
     assert created.status_code == 201
@@ -90,7 +108,9 @@ def test_sigterm_stops_everything_cleanly_and_a_restart_keeps_the_data(served: S
     demo_before = _demo(serve_dir)
 
     assert served.stop(signal.SIGTERM) == 0
-    leftovers = subprocess.run(["pgrep", "-f", str(serve_dir)], capture_output=True, text=True, check=False)
+    leftovers = subprocess.run(
+        ["pgrep", "-f", str(serve_dir)], capture_output=True, text=True, check=False
+    )
     assert leftovers.stdout.strip() == ""
 
     served.start()
@@ -101,7 +121,10 @@ def test_sigterm_stops_everything_cleanly_and_a_restart_keeps_the_data(served: S
 def test_a_child_that_dies_is_restarted_by_the_supervisor(served: ServeProcess) -> None:
     assert served.process is not None
     children = subprocess.run(
-        ["pgrep", "-P", str(served.process.pid), "-f", "daybook api"], capture_output=True, text=True, check=True
+        ["pgrep", "-P", str(served.process.pid), "-f", "daybook api"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert len(children) == 1
     subprocess.run(["kill", "-9", children[0]], check=True)

@@ -1,0 +1,53 @@
+"""The API in-process over real PostgreSQL and Redis (Litestar's test client)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from api.app import create_app
+from daybook.settings import Settings
+
+ADMIN_KEY = "dbk_admin_test_key_for_the_suite"
+
+
+@pytest.fixture(scope="session")
+def api_settings(settings: Settings) -> Settings:
+    return replace(settings, admin_key=ADMIN_KEY)
+
+
+@pytest.fixture(scope="session")
+def client(api_settings: Settings, database_url: str, redis_url: str) -> Iterator[TestClient[Any]]:
+    app = create_app(api_settings, database_url, redis_url)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@pytest.fixture(scope="session")
+def merchant(client: TestClient[Any], admin_headers: dict[str, str]) -> dict[str, Any]:
+    """A merchant created through the admin endpoint, with its keys and secrets."""
+    response = client.post(
+        "/v1/admin/merchants", json={"name": "Suite merchant"}, headers=admin_headers
+    )
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+@pytest.fixture(scope="session")
+def merchant_headers(merchant: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {merchant['api_key']}"}
+
+
+@pytest.fixture(scope="session")
+def auditor_headers(merchant: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {merchant['auditor_key']}"}
