@@ -1,0 +1,34 @@
+"""Group commit: many concurrent commands, one event-store transaction per batch.
+
+See DESIGN.md, "The central mechanism: group commit".
+"""
+
+from domain.groupcommit.batch import BatchReport, CommandOutcome, run_batch
+from domain.groupcommit.batch_unit_of_work import BatchUnitOfWork
+from domain.groupcommit.cache import AggregateCache
+from domain.groupcommit.committer import BatchObserver, GroupCommitMetrics, GroupCommitter
+from domain.groupcommit.errors import (
+    CommitOutcomeUnknownError,
+    ConflictRetriesExhaustedError,
+    DuplicateAggregateError,
+    GroupCommitError,
+    GroupCommitterStoppedError,
+    OverloadedError,
+)
+
+__all__ = [
+    "AggregateCache",
+    "BatchObserver",
+    "BatchReport",
+    "BatchUnitOfWork",
+    "CommandOutcome",
+    "CommitOutcomeUnknownError",
+    "ConflictRetriesExhaustedError",
+    "DuplicateAggregateError",
+    "GroupCommitError",
+    "GroupCommitMetrics",
+    "GroupCommitter",
+    "GroupCommitterStoppedError",
+    "OverloadedError",
+    "run_batch",
+]

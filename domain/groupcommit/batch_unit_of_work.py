@@ -1,0 +1,122 @@
+"""The unit of work a batch of commands shares, over the cache of aggregates."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+
+from domain.groupcommit.cache import AggregateCache
+from domain.groupcommit.errors import DuplicateAggregateError
+from domain.unit_of_work import AggregateMissingError, check_class
+
+A = TypeVar("A", bound=Aggregate)
+
+EventKey = tuple[UUID, int]
+"""An event's identity in the store: ``(originator_id, originator_version)``."""
+
+
+class BatchUnitOfWork:
+    """Implements :class:`domain.unit_of_work.UnitOfWork` for one pass over a batch.
+
+    Commands run one after the other against the same aggregate objects, so each sees
+    the effects of the earlier ones. Between :meth:`begin_command` and
+    :meth:`end_command` it notes how many events each aggregate had pending when the
+    command first touched it, which gives the events that command triggered.
+    """
+
+    def __init__(
+        self,
+        app: Application[UUID],
+        cache: AggregateCache,
+        *,
+        check_store_on_add: bool,
+    ) -> None:
+        """Starts an empty pass.
+
+        Args:
+            app: the application whose repository loads aggregates missing from the cache.
+            cache: the committer's aggregate cache.
+            check_store_on_add: look up added ids in the event store too. Costs a read
+                per added aggregate, so only done after a version conflict, which is
+                how an id that exists in the store but not in the cache shows up.
+        """
+        self._app = app
+        self._cache = cache
+        self._check_store_on_add = check_store_on_add
+        self._touched: dict[UUID, Aggregate] = {}
+        self._pending_counts_at_touch: dict[UUID, int] = {}
+
+    @property
+    def touched(self) -> list[Aggregate]:
+        """Every aggregate this pass loaded or added, in first-touch order."""
+        return list(self._touched.values())
+
+    def begin_command(self) -> None:
+        """Starts recording what the next command touches."""
+        self._pending_counts_at_touch = {}
+
+    def end_command(self) -> list[EventKey]:
+        """Returns the events the current command triggered, in order per aggregate."""
+        event_keys: list[EventKey] = []
+        for aggregate_id, pending_count in self._pending_counts_at_touch.items():
+            events = self._touched[aggregate_id].pending_events[pending_count:]
+            event_keys.extend((event.originator_id, event.originator_version) for event in events)
+        self._pending_counts_at_touch = {}
+        return event_keys
+
+    def find(self, aggregate_id: UUID, aggregate_class: type[A]) -> A | None:
+        """Returns the aggregate, or ``None`` when no such aggregate exists.
+
+        Raises:
+            TypeError: the stored aggregate is of another class.
+        """
+        aggregate = self._touched.get(aggregate_id)
+        if aggregate is None:
+            aggregate = self._cache.get(aggregate_id)
+        if aggregate is None:
+            try:
+                aggregate = self._app.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                return None
+        self._touch(aggregate)
+        return check_class(aggregate, aggregate_class, aggregate_id)
+
+    def get(self, aggregate_id: UUID, aggregate_class: type[A]) -> A:
+        """Returns the aggregate.
+
+        Raises:
+            AggregateMissingError: no such aggregate exists.
+            TypeError: the stored aggregate is of another class.
+        """
+        aggregate = self.find(aggregate_id, aggregate_class)
+        if aggregate is None:
+            raise AggregateMissingError(aggregate_id)
+        return aggregate
+
+    def add(self, aggregate: Aggregate) -> None:
+        """Registers a newly created aggregate so that it is saved with the batch.
+
+        Raises:
+            DuplicateAggregateError: an aggregate with this id already exists.
+        """
+        if self._touched.get(aggregate.id) is aggregate:
+            return
+        if aggregate.id in self._touched or self._exists(aggregate.id):
+            raise DuplicateAggregateError(aggregate.id)
+        # All its pending events, the creation included, belong to the current command.
+        self._touched[aggregate.id] = aggregate
+        self._pending_counts_at_touch[aggregate.id] = 0
+
+    def _touch(self, aggregate: Aggregate) -> None:
+        self._touched.setdefault(aggregate.id, aggregate)
+        self._pending_counts_at_touch.setdefault(aggregate.id, len(aggregate.pending_events))
+
+    def _exists(self, aggregate_id: UUID) -> bool:
+        if self._cache.get(aggregate_id) is not None:
+            return True
+        if not self._check_store_on_add:
+            return False
+        return bool(self._app.recorder.select_events(aggregate_id, limit=1))

@@ -1,0 +1,327 @@
+"""The group committer: a bounded queue of commands and the thread that commits them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self, TypeVar, cast
+from uuid import UUID
+
+from eventsourcing.application import Application
+
+from domain.groupcommit.batch import BatchReport, CommandOutcome, Outcome, run_batch
+from domain.groupcommit.cache import AggregateCache
+from domain.groupcommit.errors import (
+    CommitOutcomeUnknownError,
+    GroupCommitterStoppedError,
+    OverloadedError,
+)
+from domain.unit_of_work import AnyCommand, Command
+
+R = TypeVar("R")
+
+logger = logging.getLogger(__name__)
+
+IDLE_WAIT_SECONDS = 1.0
+"""The worker re-checks for a stop at least this often while the queue is empty."""
+
+BatchObserver = Callable[[int, float, int], None]
+"""Called after each batch with its size, its duration in seconds and its conflict retries."""
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@dataclass(slots=True)
+class _Job:
+    command: AnyCommand
+    future: Future[CommandOutcome[Any]]
+    enqueued_at: float
+
+
+@dataclass(slots=True)
+class GroupCommitMetrics:
+    """Counters since construction, written by the worker, readable from any thread."""
+
+    batches_total: int = 0
+    batches_failed_total: int = 0
+    commands_total: int = 0
+    commands_failed_total: int = 0
+    commands_cancelled_total: int = 0
+    conflict_retries_total: int = 0
+    dirty_reruns_total: int = 0
+    saves_total: int = 0
+    overloaded_total: int = 0
+    batch_size_last: int = 0
+    batch_duration_seconds_last: float = 0.0
+
+
+class GroupCommitter:
+    """Runs concurrent commands in batches, each batch saved in one transaction.
+
+    Every save to the event store is serialized by a table lock, so one save of many
+    aggregates is far cheaper than many saves of one. Commands queue up (bounded);
+    one worker thread takes up to ``batch_size_max`` of them, waiting at most
+    ``batch_wait_ms`` after the first arrived, runs them in arrival order against
+    cached aggregates and saves every aggregate they changed in one
+    ``Application.save``. Each caller is answered after that commit, with its own
+    result or its own exception.
+
+    Commands must be quick and deterministic given the aggregates' state, touch state
+    only through the unit of work, and return plain values (not the aggregates, which
+    the worker keeps mutating): one may be run more than once when its batch is
+    re-run. Before each batch the cache drops what other writers changed since the
+    last one (read from the notification log, at most ``catch_up_notifications_max``
+    notifications, else the whole cache is dropped).
+    """
+
+    def __init__(
+        self,
+        app: Application[UUID],
+        *,
+        batch_size_max: int = 200,
+        batch_wait_ms: float = 2.0,
+        queue_size_max: int = 10_000,
+        conflict_retries_max: int = 3,
+        cache_size_max: int = 100_000,
+        catch_up_notifications_max: int = 10_000,
+        name: str = "default",
+        on_batch: BatchObserver | None = None,
+    ) -> None:
+        """Prepares a committer; :meth:`start` starts its worker thread.
+
+        Raises:
+            ValueError: a limit is out of range.
+        """
+        _check_at_least("batch_size_max", batch_size_max, 1)
+        _check_at_least("batch_wait_ms", batch_wait_ms, 0)
+        _check_at_least("queue_size_max", queue_size_max, 1)
+        _check_at_least("conflict_retries_max", conflict_retries_max, 0)
+        if app.repository.cache is not None and not app.repository.fastforward:
+            # Application.save would then cache the very objects the batches mutate.
+            msg = "the application's aggregate cache must fast-forward (or be off)"
+            raise ValueError(msg)
+        self.app = app
+        self.name = name
+        self.batch_size_max = batch_size_max
+        self.batch_wait_ms = batch_wait_ms
+        self.queue_size_max = queue_size_max
+        self.conflict_retries_max = conflict_retries_max
+        self.metrics = GroupCommitMetrics()
+        self._on_batch = on_batch
+        self._cache = AggregateCache(
+            cache_size_max, catch_up_notifications_max=catch_up_notifications_max
+        )
+        self._condition = threading.Condition()
+        self._queue: deque[_Job] = deque()
+        self._in_flight: list[_Job] = []
+        self._state = _State.NEW
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Starts the worker thread; a committer starts once."""
+        with self._condition:
+            if self._state is not _State.NEW:
+                msg = f"group committer {self.name!r} is {self._state.value}; it starts once"
+                raise RuntimeError(msg)
+            self._state = _State.RUNNING
+            self._thread = threading.Thread(
+                target=self._work, name=f"groupcommit-{self.name}", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout_seconds: float = 10.0) -> bool:
+        """Stops accepting commands and commits those already queued.
+
+        Returns ``True`` when every queued command was answered in time. Otherwise the
+        still-queued commands fail with :class:`GroupCommitterStoppedError` (they never
+        ran) and those of the batch being saved with :class:`CommitOutcomeUnknownError`,
+        so no caller is left waiting; the worker exits once that save returns.
+        """
+        with self._condition:
+            if self._state is _State.NEW:
+                self._state = _State.STOPPED
+                return True
+            if self._state is _State.RUNNING:
+                self._state = _State.STOPPING
+                self._condition.notify_all()
+            thread = self._thread
+        if thread is None:  # stopped before it started
+            return True
+        thread.join(timeout_seconds)
+        if not thread.is_alive():
+            return True
+        with self._condition:
+            queued = self._take_queued()
+            in_flight = list(self._in_flight)
+        message = f"group committer {self.name!r} did not finish within {timeout_seconds}s"
+        _fail(queued, lambda: GroupCommitterStoppedError(message))
+        _fail(in_flight, lambda: CommitOutcomeUnknownError(message))
+        return False
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def submit(self, command: Command[R]) -> Future[CommandOutcome[R]]:
+        """Queues ``command``; the future is resolved once its batch is committed.
+
+        The future holds the command's :class:`CommandOutcome`, or the exception it
+        raised, or the batch's failure. Cancelling it before its batch starts means the
+        command never runs.
+
+        Raises:
+            OverloadedError: ``queue_size_max`` commands are already waiting.
+            GroupCommitterStoppedError: the committer is not running.
+        """
+        future: Future[CommandOutcome[R]] = Future()
+        job = _Job(command, cast("Future[CommandOutcome[Any]]", future), time.monotonic())
+        with self._condition:
+            if self._state is not _State.RUNNING:
+                msg = f"group committer {self.name!r} is {self._state.value}"
+                raise GroupCommitterStoppedError(msg)
+            if len(self._queue) >= self.queue_size_max:
+                self.metrics.overloaded_total += 1
+                raise OverloadedError(self.name, self.queue_size_max)
+            self._queue.append(job)
+            # The worker waits only for a first command or for a full batch.
+            if len(self._queue) in (1, self.batch_size_max):
+                self._condition.notify()
+        return future
+
+    async def submit_async(self, command: Command[R]) -> CommandOutcome[R]:
+        """Like :meth:`submit`, awaited: returns the outcome or raises the failure."""
+        return await asyncio.wrap_future(self.submit(command))
+
+    def queue_depth(self) -> int:
+        """How many commands wait for a batch (the one being run excluded)."""
+        with self._condition:
+            return len(self._queue)
+
+    def _work(self) -> None:
+        try:
+            while (jobs := self._next_batch()) is not None:
+                if jobs:  # empty when every job taken had been cancelled
+                    self._commit(jobs)
+        finally:
+            with self._condition:
+                self._state = _State.STOPPED
+                abandoned = self._take_queued()
+            message = f"group committer {self.name!r} stopped"
+            _fail(abandoned, lambda: GroupCommitterStoppedError(message))
+
+    def _next_batch(self) -> list[_Job] | None:
+        """Waits for the next batch; ``None`` once stopping with nothing queued."""
+        with self._condition:
+            while not self._queue:
+                if self._state is not _State.RUNNING:
+                    return None
+                self._condition.wait(IDLE_WAIT_SECONDS)
+            deadline = self._queue[0].enqueued_at + self.batch_wait_ms / 1000
+            while len(self._queue) < self.batch_size_max and self._state is _State.RUNNING:
+                remaining_seconds = deadline - time.monotonic()
+                if remaining_seconds <= 0:
+                    break
+                self._condition.wait(remaining_seconds)
+            count = min(len(self._queue), self.batch_size_max)
+            taken = [self._queue.popleft() for _ in range(count)]
+            # Under the lock, so stop() sees each job either queued or running.
+            self._in_flight = [job for job in taken if job.future.set_running_or_notify_cancel()]
+            self.metrics.commands_cancelled_total += count - len(self._in_flight)
+            return list(self._in_flight)
+
+    def _commit(self, runnable: list[_Job]) -> None:
+        started = time.monotonic()
+        try:
+            report = run_batch(
+                self.app,
+                self._cache,
+                [job.command for job in runnable],
+                conflict_retries_max=self.conflict_retries_max,
+            )
+        except BaseException as error:
+            # A bug here, or an interrupt: the cached state is unknown.
+            self._cache.clear()
+            self.metrics.batches_failed_total += 1
+            failure = error
+            _fail(runnable, lambda: failure)
+            if not isinstance(error, Exception):
+                raise
+            logger.exception("group committer %r failed a batch", self.name)
+            return
+        finally:
+            with self._condition:
+                self._in_flight = []
+        duration_seconds = time.monotonic() - started
+        # Counted before answering, so a caller that got its answer sees its batch counted.
+        self._count(report, duration_seconds)
+        for job, outcome in zip(runnable, report.outcomes, strict=True):
+            _resolve(job.future, outcome)
+        if self._on_batch is not None:
+            try:
+                self._on_batch(len(runnable), duration_seconds, report.conflict_retries)
+            except Exception:
+                logger.exception("group committer %r: on_batch failed", self.name)
+
+    def _count(self, report: BatchReport, duration_seconds: float) -> None:
+        metrics = self.metrics
+        metrics.batches_total += 1
+        metrics.batch_size_last = len(report.outcomes)
+        metrics.batch_duration_seconds_last = duration_seconds
+        metrics.commands_total += len(report.outcomes)
+        metrics.commands_failed_total += sum(
+            isinstance(outcome, Exception) for outcome in report.outcomes
+        )
+        metrics.conflict_retries_total += report.conflict_retries
+        metrics.dirty_reruns_total += report.dirty_reruns
+        metrics.saves_total += int(report.saved)
+        metrics.batches_failed_total += int(report.failure is not None)
+
+    def _take_queued(self) -> list[_Job]:
+        """Empties the queue; the caller holds the condition."""
+        queued = list(self._queue)
+        self._queue.clear()
+        return queued
+
+
+def _resolve(future: Future[CommandOutcome[Any]], outcome: Outcome) -> None:
+    # Already answered when stop() timed out: the caller was told the outcome is unknown.
+    with contextlib.suppress(InvalidStateError):
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+def _fail(jobs: Iterable[_Job], make_error: Callable[[], BaseException]) -> None:
+    for job in jobs:
+        # Cancelled by its caller, or answered meanwhile by the worker: nothing to do.
+        with contextlib.suppress(InvalidStateError):
+            job.future.set_exception(make_error())
+
+
+def _check_at_least(name: str, value: float, minimum: float) -> None:
+    if value < minimum:
+        msg = f"{name} must be at least {minimum}, not {value}"
+        raise ValueError(msg)

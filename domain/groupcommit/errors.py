@@ -1,0 +1,58 @@
+"""Errors of the group-commit batcher; the API maps them to problem responses."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError
+
+
+class GroupCommitError(Exception):
+    """Base class of the errors raised by the group-commit batcher itself."""
+
+
+class OverloadedError(GroupCommitError):
+    """The queue already holds ``queue_size_max`` commands: the command was not accepted.
+
+    Nothing ran. The caller may retry later (the API answers 503 ``overloaded`` with
+    ``Retry-After``).
+    """
+
+    def __init__(self, name: str, queue_size_max: int) -> None:
+        super().__init__(f"group committer {name!r} is overloaded ({queue_size_max} queued)")
+        self.name = name
+        self.queue_size_max = queue_size_max
+
+
+class GroupCommitterStoppedError(GroupCommitError):
+    """The committer is not running, or stopped before the command ran.
+
+    Nothing of the command was committed.
+    """
+
+
+class CommitOutcomeUnknownError(GroupCommitError):
+    """``stop`` timed out while the command's batch was being saved.
+
+    The batch may or may not have been committed; a retry must be idempotent.
+    """
+
+
+class ConflictRetriesExhaustedError(GroupCommitError):
+    """Other writers kept changing the batch's aggregates; nothing was committed."""
+
+    def __init__(self, attempts: int) -> None:
+        super().__init__(f"version conflict on every one of {attempts} attempts")
+        self.attempts = attempts
+
+
+class DuplicateAggregateError(GroupCommitError, IntegrityError):
+    """A command added an aggregate whose id already exists.
+
+    It is an :class:`~eventsourcing.persistence.IntegrityError`, as when a single
+    ``Application.save`` creates an existing aggregate, so one mapper serves both runners.
+    """
+
+    def __init__(self, aggregate_id: UUID) -> None:
+        super().__init__(f"aggregate {aggregate_id} already exists")
+        self.aggregate_id = aggregate_id
