@@ -59,6 +59,7 @@ AnyCommand = Callable[[UnitOfWork], Any]
 def check_class(aggregate: Aggregate, aggregate_class: type[A], aggregate_id: UUID) -> A:
     """Returns ``aggregate`` typed as ``aggregate_class`` or raises ``TypeError``."""
     if not isinstance(aggregate, aggregate_class):
-        msg = f"aggregate {aggregate_id} is a {type(aggregate).__name__}, not a {aggregate_class.__name__}"
+        actual, expected = type(aggregate).__name__, aggregate_class.__name__
+        msg = f"aggregate {aggregate_id} is a {actual}, not a {expected}"
         raise TypeError(msg)
     return aggregate

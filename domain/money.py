@@ -1,0 +1,114 @@
+"""Money: integer minor units and an ISO 4217 currency. Never floats."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from domain.errors import CurrencyMismatchError, InvalidCommandError
+
+_CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
+
+
+def check_currency(currency: object) -> str:
+    """Returns ``currency`` when it is three upper-case letters (ISO 4217 style).
+
+    Raises:
+        InvalidCommandError: for anything else (lower case, wrong length, not a str).
+    """
+    if not isinstance(currency, str) or _CURRENCY_PATTERN.fullmatch(currency) is None:
+        raise InvalidCommandError("currency", f"{currency!r} is not an upper-case ISO 4217 code")
+    return currency
+
+
+def check_amount(name: str, amount: object, minimum: int | None = 0) -> int:
+    """Returns ``amount`` when it is an ``int`` (not a bool, not a float) ≥ ``minimum``.
+
+    ``minimum=None`` accepts any integer (signed deltas).
+
+    Raises:
+        InvalidCommandError: naming the field ``name``.
+    """
+    if type(amount) is not int:
+        raise InvalidCommandError(name, f"{amount!r} is not an integer")
+    if minimum is not None and amount < minimum:
+        raise InvalidCommandError(name, f"{amount} is below {minimum}")
+    return amount
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """An amount of money in integer minor units (cents for EUR/USD, yen for JPY).
+
+    An ordinary amount is never negative. A *delta* (a signed difference, built with
+    :meth:`delta` or :meth:`difference`) may be. Arithmetic and comparison refuse to mix
+    currencies with :class:`CurrencyMismatchError`.
+
+    Attributes:
+        amount: minor units.
+        currency: ISO 4217 code, upper case.
+        is_delta: whether a negative amount is allowed. Not part of equality.
+    """
+
+    amount: int
+    currency: str
+    is_delta: bool = field(default=False, compare=False)
+
+    def __post_init__(self) -> None:
+        check_currency(self.currency)
+        check_amount("amount", self.amount, minimum=None if self.is_delta else 0)
+
+    @classmethod
+    def zero(cls, currency: str) -> Money:
+        """No money in ``currency``."""
+        return cls(0, currency)
+
+    @classmethod
+    def delta(cls, amount: int, currency: str) -> Money:
+        """A signed amount (may be negative)."""
+        return cls(amount, currency, is_delta=True)
+
+    def __add__(self, other: Money) -> Money:
+        self._check_same_currency(other)
+        return Money(self.amount + other.amount, self.currency, self.is_delta or other.is_delta)
+
+    def __sub__(self, other: Money) -> Money:
+        """The difference; refuses to go below zero unless either side is a delta."""
+        self._check_same_currency(other)
+        return Money(self.amount - other.amount, self.currency, self.is_delta or other.is_delta)
+
+    def difference(self, other: Money) -> Money:
+        """``self - other`` as a signed delta."""
+        self._check_same_currency(other)
+        return Money.delta(self.amount - other.amount, self.currency)
+
+    def __mul__(self, factor: int) -> Money:
+        check_amount("factor", factor, minimum=None if self.is_delta else 0)
+        return Money(self.amount * factor, self.currency, self.is_delta)
+
+    def __lt__(self, other: Money) -> bool:
+        self._check_same_currency(other)
+        return self.amount < other.amount
+
+    def __le__(self, other: Money) -> bool:
+        self._check_same_currency(other)
+        return self.amount <= other.amount
+
+    def __gt__(self, other: Money) -> bool:
+        self._check_same_currency(other)
+        return self.amount > other.amount
+
+    def __ge__(self, other: Money) -> bool:
+        self._check_same_currency(other)
+        return self.amount >= other.amount
+
+    def as_dict(self) -> dict[str, int | str]:
+        """The contract's JSON shape: ``{"amount": int, "currency": str}``."""
+        return {"amount": self.amount, "currency": self.currency}
+
+    def _check_same_currency(self, other: Money) -> None:
+        if not isinstance(other, Money):
+            msg = f"cannot combine Money with {type(other).__name__}"
+            raise TypeError(msg)
+        if other.currency != self.currency:
+            raise CurrencyMismatchError(expected=self.currency, actual=other.currency)

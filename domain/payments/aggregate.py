@@ -1,0 +1,295 @@
+"""Payments: the facts a gateway reported about one payment, kept so that they converge.
+
+Gateways deliver webhooks late, twice, and out of order (a capture before its
+authorization, a refund before the capture). A :class:`Payment` therefore stores each
+*distinct* fact once — a fact that adds nothing new triggers no event — and derives
+everything else from the facts it holds, so that the final state is a function of the
+set of facts received, whatever their order or duplication:
+
+- ``amount_authorized``: the largest authorization reported; without any authorization,
+  the captured amount (a capture implies an authorization of at least that much).
+- ``amount_captured``: the largest captured total reported (gateways report totals).
+- refunds are keyed by refund id; a refund id counts once (its largest reported amount;
+  two different amounts for one id are an anomaly). ``amount_refunded`` is the sum of
+  the refunds, counted only up to ``amount_captured``; any excess is an anomaly.
+- status precedence: ``disputed`` > ``refunded`` > ``partially_refunded`` >
+  ``captured`` > ``failed`` > ``authorized``. A dispute overrides everything because
+  the money is contested whatever else happened; a capture overrides an earlier or
+  later failure report (a retried attempt succeeded).
+- a payment whose facts disagree on the currency or the order keeps every fact, uses the
+  alphabetically first currency / smallest order id, and reports an anomaly.
+
+Anomalies that depend on the order (unknown order, currency different from the order's,
+overpayment, paid but unfulfillable) are flagged by the command that relates the
+payment to its order, once per kind, with :meth:`Payment.flag_anomaly`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from domain.context import CommandContext
+from domain.errors import InvalidCommandError
+from domain.events import DaybookAggregate, DaybookCreated, DaybookEvent
+from domain.gateway import GatewayEvent, GatewayEventKind, payment_id
+from domain.inventory import check_text
+from domain.payments.values import (
+    Anomaly,
+    AnomalyKind,
+    PaymentStatus,
+    PaymentView,
+    check_gateway_event,
+)
+
+
+class PaymentFact(DaybookEvent):
+    """Base of the events recording one gateway fact."""
+
+    event_id: str
+    order_id: UUID | None
+    amount: int
+    currency: str
+
+    def apply(self, aggregate: Payment) -> None:
+        aggregate.currencies.add(self.currency)
+        if self.order_id is not None:
+            aggregate.order_ids.add(self.order_id)
+
+
+class Payment(DaybookAggregate):
+    """One payment of one merchant at one gateway, identified by the gateway reference."""
+
+    class Opened(DaybookCreated):
+        """The first fact about this gateway reference arrived."""
+
+        gateway: str
+        gateway_ref: str
+
+    class Authorized(PaymentFact):
+        """The gateway authorized ``amount`` (capturable)."""
+
+        def apply(self, aggregate: Payment) -> None:
+            super().apply(aggregate)
+            aggregate.authorized_max = max(self.amount, aggregate.authorized_max or 0)
+
+    class Captured(PaymentFact):
+        """The gateway reported ``amount`` received in total."""
+
+        def apply(self, aggregate: Payment) -> None:
+            super().apply(aggregate)
+            aggregate.captured_max = max(self.amount, aggregate.captured_max or 0)
+
+    class Failed(PaymentFact):
+        """The gateway reported a failed attempt."""
+
+        def apply(self, aggregate: Payment) -> None:
+            super().apply(aggregate)
+            aggregate.failed = True
+
+    class Refunded(PaymentFact):
+        """The gateway refunded ``amount`` under ``refund_id``."""
+
+        refund_id: str
+
+        def apply(self, aggregate: Payment) -> None:
+            super().apply(aggregate)
+            aggregate.refund_amounts.setdefault(self.refund_id, set()).add(self.amount)
+
+    class Disputed(PaymentFact):
+        """A chargeback of ``amount`` was opened."""
+
+        def apply(self, aggregate: Payment) -> None:
+            super().apply(aggregate)
+            aggregate.disputed_max = max(self.amount, aggregate.disputed_max or 0)
+
+    class AnomalyFlagged(DaybookEvent):
+        """A command relating the payment to its order found something to reconcile."""
+
+        kind: str
+        detail: str
+
+        def apply(self, aggregate: Payment) -> None:
+            aggregate.flagged[AnomalyKind(self.kind)] = self.detail
+
+    def __init__(self, merchant_id: UUID, gateway: str, gateway_ref: str) -> None:
+        self.merchant_id = merchant_id
+        self.gateway = gateway
+        self.gateway_ref = gateway_ref
+        self.authorized_max: int | None = None
+        self.captured_max: int | None = None
+        self.disputed_max: int | None = None
+        self.failed = False
+        self.refund_amounts: dict[str, set[int]] = {}
+        self.currencies: set[str] = set()
+        self.order_ids: set[UUID] = set()
+        self.flagged: dict[AnomalyKind, str] = {}
+
+    @classmethod
+    def open(
+        cls, merchant_id: UUID, gateway: str, gateway_ref: str, context: CommandContext
+    ) -> Payment:
+        """Starts the payment's stream; its id is :func:`domain.gateway.payment_id`."""
+        check_text("gateway", gateway, required=True)
+        check_text("gateway_ref", gateway_ref, required=True)
+        return cls._create(
+            cls.Opened,
+            id=payment_id(merchant_id, gateway, gateway_ref),
+            merchant_id=merchant_id,
+            metadata=context.metadata(),
+            gateway=gateway,
+            gateway_ref=gateway_ref,
+        )
+
+    def record(self, fact: GatewayEvent, context: CommandContext) -> bool:
+        """Records the fact if it adds anything; ``False`` (no event) for a duplicate.
+
+        Raises:
+            InvalidCommandError: see :func:`check_gateway_event`, or a fact about
+                another gateway reference.
+        """
+        check_gateway_event(fact)
+        if (fact.gateway, fact.gateway_ref) != (self.gateway, self.gateway_ref):
+            raise InvalidCommandError("gateway_ref", "fact is about another payment")
+        if not self.is_news(fact):
+            return False
+        fields: dict[str, Any] = {"event_id": fact.event_id, "order_id": fact.order_id}
+        fields |= {"amount": fact.amount, "currency": fact.currency}
+        if fact.kind is GatewayEventKind.REFUNDED:
+            fields["refund_id"] = fact.refund_id
+        self._record(self._event_classes()[fact.kind], context, **fields)
+        return True
+
+    def is_news(self, fact: GatewayEvent) -> bool:
+        """Whether recording ``fact`` would change anything derived from the facts."""
+        if fact.currency not in self.currencies:
+            return True
+        if fact.order_id is not None and fact.order_id not in self.order_ids:
+            return True
+        kind = fact.kind
+        if kind is GatewayEventKind.AUTHORIZED:
+            return self.authorized_max is None or fact.amount > self.authorized_max
+        if kind is GatewayEventKind.CAPTURED:
+            return self.captured_max is None or fact.amount > self.captured_max
+        if kind is GatewayEventKind.DISPUTED:
+            return self.disputed_max is None or fact.amount > self.disputed_max
+        if kind is GatewayEventKind.FAILED:
+            return not self.failed
+        assert fact.refund_id is not None  # checked by check_gateway_event
+        return fact.amount not in self.refund_amounts.get(fact.refund_id, set())
+
+    def flag_anomaly(self, kind: AnomalyKind, detail: str, context: CommandContext) -> bool:
+        """Flags an order-related anomaly once per kind; ``False`` if already flagged."""
+        if kind in self.flagged:
+            return False
+        self._record(self.AnomalyFlagged, context, kind=kind.value, detail=detail)
+        return True
+
+    @property
+    def order_id(self) -> UUID | None:
+        """The order the gateway said the payment is for (the smallest id if several)."""
+        return min(self.order_ids, key=str, default=None)
+
+    @property
+    def currency(self) -> str:
+        """The currency reported (alphabetically first if the facts disagree).
+
+        ``"XXX"`` (ISO 4217 "no currency") only before the first fact is recorded.
+        """
+        return min(self.currencies, default="XXX")
+
+    @property
+    def amount_captured(self) -> int:
+        """The largest captured total reported, 0 before any capture."""
+        return self.captured_max or 0
+
+    @property
+    def amount_authorized(self) -> int:
+        """The largest authorization reported, else the captured amount."""
+        return self.authorized_max if self.authorized_max is not None else self.amount_captured
+
+    @property
+    def refunds(self) -> dict[str, int]:
+        """Refund id → refunded amount (each refund id counted once)."""
+        return {refund_id: max(amounts) for refund_id, amounts in self.refund_amounts.items()}
+
+    @property
+    def refunds_total(self) -> int:
+        """All refunds reported, even beyond the captured amount."""
+        return sum(self.refunds.values())
+
+    @property
+    def amount_refunded(self) -> int:
+        """Refunds counted up to the captured amount."""
+        return min(self.refunds_total, self.amount_captured)
+
+    @property
+    def is_disputed(self) -> bool:
+        """Whether a chargeback was reported."""
+        return self.disputed_max is not None
+
+    @property
+    def status(self) -> PaymentStatus:
+        """The status, by the precedence in the module docstring."""
+        if self.is_disputed:
+            return PaymentStatus.DISPUTED
+        if self.refund_amounts:
+            if self.refunds_total >= self.amount_captured:
+                return PaymentStatus.REFUNDED
+            return PaymentStatus.PARTIALLY_REFUNDED
+        if self.captured_max is not None:
+            return PaymentStatus.CAPTURED
+        if self.failed:
+            return PaymentStatus.FAILED
+        return PaymentStatus.AUTHORIZED
+
+    @property
+    def anomalies(self) -> tuple[Anomaly, ...]:
+        """Anomalies derived from the facts, then those flagged by commands, sorted."""
+        found = [Anomaly(kind, detail) for kind, detail in self.flagged.items()]
+        if self.authorized_max is not None and self.amount_captured > self.authorized_max:
+            detail = f"captured {self.amount_captured} > authorized {self.authorized_max}"
+            found.append(Anomaly(AnomalyKind.CAPTURE_EXCEEDS_AUTHORIZATION, detail))
+        if self.refunds_total > self.amount_captured:
+            detail = f"refunds {self.refunds_total} > captured {self.amount_captured}"
+            found.append(Anomaly(AnomalyKind.REFUND_EXCEEDS_CAPTURE, detail))
+        for refund_id, amounts in sorted(self.refund_amounts.items()):
+            if len(amounts) > 1:
+                detail = f"refund {refund_id} reported as {sorted(amounts)}"
+                found.append(Anomaly(AnomalyKind.REFUND_AMOUNT_CONFLICT, detail))
+        if len(self.currencies) > 1:
+            detail = f"currencies {sorted(self.currencies)}"
+            found.append(Anomaly(AnomalyKind.CURRENCY_CONFLICT, detail))
+        if len(self.order_ids) > 1:
+            detail = f"orders {sorted(map(str, self.order_ids))}"
+            found.append(Anomaly(AnomalyKind.ORDER_CONFLICT, detail))
+        return tuple(sorted(found))
+
+    def view(self) -> PaymentView:
+        """A frozen view of the current state."""
+        return PaymentView(
+            id=self.id,
+            merchant_id=self.merchant_id,
+            order_id=self.order_id,
+            gateway=self.gateway,
+            gateway_ref=self.gateway_ref,
+            status=self.status,
+            amount_authorized=self.amount_authorized,
+            amount_captured=self.amount_captured,
+            amount_refunded=self.amount_refunded,
+            currency=self.currency,
+            refunds=self.refunds,
+            anomalies=self.anomalies,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            version=self.version,
+        )
+
+    def _event_classes(self) -> dict[GatewayEventKind, type[PaymentFact]]:
+        return {
+            GatewayEventKind.AUTHORIZED: self.Authorized,
+            GatewayEventKind.CAPTURED: self.Captured,
+            GatewayEventKind.FAILED: self.Failed,
+            GatewayEventKind.REFUNDED: self.Refunded,
+            GatewayEventKind.DISPUTED: self.Disputed,
+        }
