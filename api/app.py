@@ -17,11 +17,17 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from api.auth import ApiKeyAuthentication, KeyResolver
 from api.controllers.admin import AdminController
 from api.controllers.health import HealthController
+from api.controllers.inventory import InventoryController
+from api.controllers.orders import OrdersController
+from api.domain_errors import domain_exception_handlers
+from api.metrics import observe_batch, track_queue_depth
 from api.problems import exception_handlers
 from api.request_id import add_request_id_header
-from daybook.database import connection_pool
+from daybook.database import connection_pool, eventsourcing_env
 from daybook.logs import configure_logging
 from daybook.settings import Settings
+from domain.application import Daybook
+from domain.groupcommit import GroupCommitter
 
 log = logging.getLogger(__name__)
 
@@ -43,30 +49,50 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         pool = connection_pool(database_url, settings, name="api")
         redis_client = redis.Redis.from_url(redis_url, socket_timeout=5.0, health_check_interval=30)
+        daybook = Daybook(env=eventsourcing_env(database_url, settings))
+        committer = GroupCommitter(
+            daybook,
+            batch_size_max=settings.batch_size_max,
+            batch_wait_ms=settings.batch_wait_ms,
+            queue_size_max=settings.batch_queue_size_max,
+            conflict_retries_max=settings.batch_conflict_retries_max,
+            name="api",
+            on_batch=observe_batch,
+        )
+        committer.start()
+        track_queue_depth(committer.queue_depth)
         app.state.update(
             settings=settings,
             pool=pool,
             redis=redis_client,
+            daybook=daybook,
+            committer=committer,
             key_resolver=KeyResolver(pool, settings.admin_key),
         )
         try:
             yield
         finally:
+            committer.stop(timeout_seconds=10.0)
+            daybook.close()
             redis_client.close()
             pool.close()
 
-    prometheus = PrometheusConfig(
-        app_name="daybook", prefix="daybook", group_path=True, exclude=["/metrics"]
-    )
+    prometheus = PrometheusConfig(app_name="daybook", prefix="daybook", group_path=True, exclude=["/metrics"])
     return Litestar(
-        route_handlers=[HealthController, AdminController, MetricsController],
+        route_handlers=[
+            HealthController,
+            AdminController,
+            MetricsController,
+            InventoryController,
+            OrdersController,
+        ],
         lifespan=[lifespan],
         state=State({"settings": settings}),
         middleware=[
             prometheus.middleware,
             DefineMiddleware(ApiKeyAuthentication, exclude=PUBLIC_PATHS),
         ],
-        exception_handlers=exception_handlers(),
+        exception_handlers={**exception_handlers(), **domain_exception_handlers()},  # type: ignore[dict-item]
         before_send=[add_request_id_header],
         request_max_body_size=settings.body_size_max_bytes,
         openapi_config=OpenAPIConfig(
@@ -86,8 +112,6 @@ def create_app_from_env() -> Litestar:
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     if not settings.database_url or not settings.redis_url:
-        msg = (
-            "daybook api needs DAYBOOK_DATABASE_URL and DAYBOOK_REDIS_URL (daybook serve sets them)"
-        )
+        msg = "daybook api needs DAYBOOK_DATABASE_URL and DAYBOOK_REDIS_URL (daybook serve sets them)"
         raise SystemExit(msg)
     return create_app(settings, settings.database_url, settings.redis_url)

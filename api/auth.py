@@ -53,9 +53,7 @@ class KeyResolver:
 
     def resolve(self, presented: str) -> Principal | None:
         """The principal for ``presented``, or ``None`` when the key is not valid."""
-        if self._admin_hash is not None and hmac.compare_digest(
-            keys.sha256(presented), self._admin_hash
-        ):
+        if self._admin_hash is not None and hmac.compare_digest(keys.sha256(presented), self._admin_hash):
             return Principal("admin", ADMIN, None)
         parts = keys.split_key(presented)
         if parts is None:
@@ -85,15 +83,11 @@ class KeyResolver:
 class ApiKeyAuthentication(AbstractAuthenticationMiddleware):
     """Reads ``Authorization: Bearer <key>``; anything else is 401 ``unauthenticated``."""
 
-    async def authenticate_request(
-        self, connection: ASGIConnection[Any, Any, Any, Any]
-    ) -> AuthenticationResult:
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
         header = connection.headers.get("authorization", "")
         scheme, _, presented = header.partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
-            raise ApiError(
-                401, "unauthenticated", "Send an API key as 'Authorization: Bearer <key>'."
-            )
+            raise ApiError(401, "unauthenticated", "Send an API key as 'Authorization: Bearer <key>'.")
         resolver: KeyResolver = connection.app.state.key_resolver
         principal = await _in_thread(resolver.resolve, presented.strip())
         if principal is None:
@@ -101,9 +95,7 @@ class ApiKeyAuthentication(AbstractAuthenticationMiddleware):
         return AuthenticationResult(user=principal, auth=None)
 
 
-async def _in_thread(
-    function: Callable[[str], Principal | None], argument: str
-) -> Principal | None:
+async def _in_thread(function: Callable[[str], Principal | None], argument: str) -> Principal | None:
     import anyio.to_thread
 
     return await anyio.to_thread.run_sync(function, argument)

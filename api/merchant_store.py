@@ -15,15 +15,9 @@ GATEWAYS = ("stripe", "standard")
 ROTATION_GRACE = timedelta(hours=24)
 
 _INSERT_MERCHANT = sql.SQL("INSERT INTO merchants (merchant_id, name) VALUES (%s, %s)")
-_INSERT_KEY = sql.SQL(
-    "INSERT INTO api_keys (key_id, merchant_id, role, secret_sha256) VALUES (%s, %s, %s, %s)"
-)
-_INSERT_SECRET = sql.SQL(
-    "INSERT INTO webhook_secrets (merchant_id, gateway, secret) VALUES (%s, %s, %s)"
-)
-_SELECT_KEY = sql.SQL(
-    "SELECT merchant_id, role, secret_sha256 FROM api_keys WHERE key_id = %s AND revoked_at IS NULL"
-)
+_INSERT_KEY = sql.SQL("INSERT INTO api_keys (key_id, merchant_id, role, secret_sha256) VALUES (%s, %s, %s, %s)")
+_INSERT_SECRET = sql.SQL("INSERT INTO webhook_secrets (merchant_id, gateway, secret) VALUES (%s, %s, %s)")
+_SELECT_KEY = sql.SQL("SELECT merchant_id, role, secret_sha256 FROM api_keys WHERE key_id = %s AND revoked_at IS NULL")
 _MERCHANT_EXISTS = sql.SQL("SELECT 1 FROM merchants WHERE merchant_id = %s")
 _EXPIRE_CURRENT_SECRETS = sql.SQL(
     "UPDATE webhook_secrets SET expires_at = now() + %s "
@@ -69,9 +63,7 @@ def create_merchant(conn: Connection[tuple[object, ...]], name: str) -> CreatedM
     return CreatedMerchant(merchant_id, name, api_key.plaintext, auditor_key.plaintext, secrets)
 
 
-def _insert_key(
-    conn: Connection[tuple[object, ...]], merchant_id: uuid.UUID, role: str, key: NewKey
-) -> None:
+def _insert_key(conn: Connection[tuple[object, ...]], merchant_id: uuid.UUID, role: str, key: NewKey) -> None:
     conn.execute(_INSERT_KEY, (key.key_id, merchant_id, role, key.secret_sha256))
 
 
@@ -90,21 +82,15 @@ def merchant_exists(conn: Connection[tuple[object, ...]], merchant_id: uuid.UUID
     return conn.execute(_MERCHANT_EXISTS, (merchant_id,)).fetchone() is not None
 
 
-def rotate_webhook_secret(
-    conn: Connection[tuple[object, ...]], merchant_id: uuid.UUID, gateway: str
-) -> str:
+def rotate_webhook_secret(conn: Connection[tuple[object, ...]], merchant_id: uuid.UUID, gateway: str) -> str:
     """Adds a new secret; secrets active until now stay valid for 24 h more."""
     secret = generate_secret(gateway)
     with conn.transaction():
-        conn.execute(
-            _EXPIRE_CURRENT_SECRETS, (ROTATION_GRACE, merchant_id, gateway, ROTATION_GRACE)
-        )
+        conn.execute(_EXPIRE_CURRENT_SECRETS, (ROTATION_GRACE, merchant_id, gateway, ROTATION_GRACE))
         conn.execute(_INSERT_SECRET, (merchant_id, gateway, secret))
     return secret
 
 
-def active_webhook_secrets(
-    conn: Connection[tuple[object, ...]], merchant_id: uuid.UUID, gateway: str
-) -> list[str]:
+def active_webhook_secrets(conn: Connection[tuple[object, ...]], merchant_id: uuid.UUID, gateway: str) -> list[str]:
     """Every secret that verifies webhooks for this merchant and gateway now (newest first)."""
     return [str(row[0]) for row in conn.execute(_ACTIVE_SECRETS, (merchant_id, gateway)).fetchall()]

@@ -87,9 +87,7 @@ def problem_response(
     }
     if extra:
         body.update(extra)
-    return Response(
-        body, status_code=status_code, media_type=PROBLEM_MEDIA_TYPE, headers=dict(headers or {})
-    )
+    return Response(body, status_code=status_code, media_type=PROBLEM_MEDIA_TYPE, headers=dict(headers or {}))
 
 
 def _handle_api_error(request: Request[Any, Any, Any], error: ApiError) -> Response[Any]:
@@ -103,9 +101,7 @@ def _handle_api_error(request: Request[Any, Any, Any], error: ApiError) -> Respo
     )
 
 
-def _handle_validation(
-    request: Request[Any, Any, Any], error: ValidationException
-) -> Response[Any]:
+def _handle_validation(request: Request[Any, Any, Any], error: ValidationException) -> Response[Any]:
     extra = {"errors": error.extra} if error.extra else None
     return problem_response(request.scope, 400, "invalid_request", str(error.detail), extra=extra)
 

@@ -27,9 +27,7 @@ def _servers(settings: Settings) -> Iterator[tuple[str, str]]:
     """The configured servers, or the embedded ones under DAYBOOK_HOME."""
     from daybook.embedded import embedded_servers
 
-    with embedded_servers(
-        settings.home, database_url=settings.database_url, redis_url=settings.redis_url
-    ) as urls:
+    with embedded_servers(settings.home, database_url=settings.database_url, redis_url=settings.redis_url) as urls:
         yield urls
 
 
@@ -39,12 +37,8 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "--host", default=None, help="Interface to listen on (DAYBOOK_HOST, default 127.0.0.1)."
-)
-@click.option(
-    "--port", type=int, default=None, help="Port to listen on (DAYBOOK_PORT, default 8000)."
-)
+@click.option("--host", default=None, help="Interface to listen on (DAYBOOK_HOST, default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (DAYBOOK_PORT, default 8000).")
 def serve(host: str | None, port: int | None) -> None:
     """API, workers, projections and scheduler together (embedded servers if none configured)."""
     from daybook.serve import serve as run_serve
@@ -105,9 +99,7 @@ def projections(context: click.Context) -> None:
     settings = _settings()
     configure_logging(settings.log_level)
     if not settings.database_url or not settings.redis_url:
-        raise click.UsageError(
-            "daybook projections needs DAYBOOK_DATABASE_URL and DAYBOOK_REDIS_URL"
-        )
+        raise click.UsageError("daybook projections needs DAYBOOK_DATABASE_URL and DAYBOOK_REDIS_URL")
     sys.exit(run_forever(settings, settings.database_url, settings.redis_url))
 
 

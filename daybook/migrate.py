@@ -50,9 +50,7 @@ class Migration:
 
 def discover(directory: Path = SCHEMA_DIR) -> list[Migration]:
     """The migrations in ``directory``, ordered by file name (``NNNN_name.sql``)."""
-    return [
-        Migration(path.stem, path) for path in sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.sql"))
-    ]
+    return [Migration(path.stem, path) for path in sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.sql"))]
 
 
 def migrate(database_url: str, directory: Path = SCHEMA_DIR) -> list[str]:

@@ -29,9 +29,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
     admin_key = settings.admin_key or _admin_key_from_file(settings)
-    with embedded_servers(
-        home, database_url=settings.database_url, redis_url=settings.redis_url
-    ) as (
+    with embedded_servers(home, database_url=settings.database_url, redis_url=settings.redis_url) as (
         database_url,
         redis_url,
     ):

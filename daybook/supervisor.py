@@ -52,9 +52,7 @@ class Supervisor:
 
     def run(self) -> int:
         """Runs until a stop signal (exit code 0) or a child that keeps dying (exit code 1)."""
-        previous = {
-            sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
+        previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             for child in self.children:
                 child.start(self.env)
@@ -93,9 +91,7 @@ class Supervisor:
                     RESTART_WINDOW_S,
                 )
                 return False
-            child.next_start_at = now + min(
-                RESTART_BACKOFF_MAX_S, 0.5 * 2 ** (len(child.restarts) - 1)
-            )
+            child.next_start_at = now + min(RESTART_BACKOFF_MAX_S, 0.5 * 2 ** (len(child.restarts) - 1))
         return True
 
     def stop_all(self) -> None:

@@ -24,9 +24,6 @@ from daybook.embedded import embedded_servers
 from daybook.migrate import migrate
 from daybook.settings import Settings
 
-# The embedded PostgreSQL library wants a runtime dir; CI machines may not set one.
-os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
-
 ROOT = Path(__file__).resolve().parent.parent
 TEST_REDIS_DB = 13
 

@@ -52,9 +52,7 @@ def make_broker(redis_url: str, *, namespace: str = NAMESPACE) -> RedisBroker:
     )
 
 
-def send(
-    broker: dramatiq.Broker, actor_name: str, *args: object, queue_name: str = QUEUE
-) -> dramatiq.Message[object]:
+def send(broker: dramatiq.Broker, actor_name: str, *args: object, queue_name: str = QUEUE) -> dramatiq.Message[object]:
     """Enqueues a message for ``actor_name`` without importing the worker module."""
     message: dramatiq.Message[object] = dramatiq.Message(
         queue_name=queue_name, actor_name=actor_name, args=args, kwargs={}, options={}

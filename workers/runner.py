@@ -1,27 +1,83 @@
-"""``daybook projections``: the long-running projection runner and scheduler process."""
+"""``daybook projections``: the projection runner and the scheduler, in one process.
+
+Projections follow the event store (see :mod:`projections.runner`). The scheduler sends
+periodic jobs to the dramatiq workers; every job is idempotent, so a duplicate send
+(two scheduler processes, a restart) does no harm.
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+import time
+from dataclasses import dataclass
 from types import FrameType
 
+import dramatiq
+
+from daybook.database import eventsourcing_env
 from daybook.settings import Settings
+from domain.application import Daybook
+from projections.registry import all_projections
+from projections.runner import ProjectionRunner
+from workers.broker import make_broker, send
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class PeriodicJob:
+    """An actor sent every ``interval_s`` seconds."""
+
+    actor_name: str
+    interval_s: float
+    next_at: float = 0.0
+
+
+def scheduled_jobs(settings: Settings) -> list[PeriodicJob]:
+    """The periodic jobs and their intervals."""
+    return [PeriodicJob("expire_holds", settings.hold_expiry_interval_seconds)]
+
+
+def run_scheduler(broker: dramatiq.Broker, jobs: list[PeriodicJob], stop: threading.Event) -> None:
+    """Sends each job when due until ``stop`` is set."""
+    while not stop.is_set():
+        now = time.monotonic()
+        for job in jobs:
+            if now >= job.next_at:
+                try:
+                    send(broker, job.actor_name)
+                except Exception:
+                    log.exception("scheduler: could not send %s", job.actor_name)
+                job.next_at = now + job.interval_s
+        stop.wait(min(job.interval_s for job in jobs) / 2)
+
+
 def run_forever(settings: Settings, database_url: str, redis_url: str) -> int:
-    """Runs until SIGTERM/SIGINT; returns the process exit code."""
+    """Runs projections and the scheduler until SIGTERM/SIGINT; returns the exit code."""
     stop = threading.Event()
+    app = Daybook(env=eventsourcing_env(database_url, settings))
+    runner = ProjectionRunner(app, database_url, all_projections(app))
 
     def request_stop(signum: int, _: FrameType | None) -> None:
         log.info("projections: received %s; stopping", signal.Signals(signum).name)
         stop.set()
+        runner.stop()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    broker = make_broker(redis_url)
+    scheduler = threading.Thread(
+        target=run_scheduler,
+        args=(broker, scheduled_jobs(settings), stop),
+        name="scheduler",
+        daemon=True,
+    )
+    scheduler.start()
     log.info("projections: running")
-    stop.wait()
+    runner.run_forever()
+    scheduler.join(timeout=5)
+    broker.close()
+    app.close()
     return 0

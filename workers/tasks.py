@@ -2,26 +2,71 @@
 
 The broker is configured from ``DAYBOOK_REDIS_URL`` when this module is imported, before
 any actor is declared (dramatiq binds actors to the global broker at declaration).
+Database resources are opened lazily, once per worker process.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from functools import cache
+from typing import Any
 
 import dramatiq
 import redis
+from psycopg_pool import ConnectionPool
 
+from daybook.database import connection_pool, eventsourcing_env
+from daybook.settings import Settings
+from domain.application import Daybook
+from domain.groupcommit import GroupCommitter
 from workers.broker import MAX_RETRIES, TIME_LIMIT_MS, make_broker
+from workers.holds import expire_due_holds
 
 _REDIS_URL = os.environ["DAYBOOK_REDIS_URL"]
 dramatiq.set_broker(make_broker(_REDIS_URL))
 _redis = redis.Redis.from_url(_REDIS_URL, socket_timeout=5.0)
+_lock = threading.Lock()
 
 PING_KEY_PREFIX = "daybook:ping:"
 PING_TTL_S = 300
+
+
+@cache
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+@cache
+def _pool() -> ConnectionPool[Any]:
+    settings = _settings()
+    assert settings.database_url is not None
+    return connection_pool(settings.database_url, settings, size=4, name="worker")
+
+
+@cache
+def _committer() -> GroupCommitter:
+    settings = _settings()
+    assert settings.database_url is not None
+    committer = GroupCommitter(
+        Daybook(env=eventsourcing_env(settings.database_url, settings)),
+        batch_size_max=settings.batch_size_max,
+        batch_wait_ms=settings.batch_wait_ms,
+        name="worker",
+    )
+    committer.start()
+    return committer
 
 
 @dramatiq.actor(actor_name="ping", max_retries=MAX_RETRIES, time_limit=TIME_LIMIT_MS)
 def ping(token: str) -> None:
     """Proves the broker → worker path: records that ``token`` was processed."""
     _redis.set(PING_KEY_PREFIX + token, str(os.getpid()), ex=PING_TTL_S)
+
+
+@dramatiq.actor(actor_name="expire_holds", max_retries=0, time_limit=TIME_LIMIT_MS)
+def expire_holds() -> None:
+    """Releases the stock of orders whose hold passed unpaid (scheduled every few seconds)."""
+    with _lock:
+        pool, committer = _pool(), _committer()
+    expire_due_holds(pool, committer)

@@ -59,9 +59,7 @@ class AdminController(Controller):
     def create_merchant(self, state: State, data: JSONBody[MerchantCreate]) -> MerchantCreated:
         """Creates a merchant; its API key, auditor key and webhook secrets are shown once."""
         with state.pool.connection() as conn:
-            return MerchantCreated.of(
-                merchant_store.create_merchant(conn, data.name.strip() or data.name)
-            )
+            return MerchantCreated.of(merchant_store.create_merchant(conn, data.name.strip() or data.name))
 
     @post(
         "/merchants/{merchant_id:uuid}/webhook-secrets/{gateway:str}/rotate",

@@ -185,9 +185,7 @@ def _parse_refunded(raw_body: bytes) -> ParseResult:
         if refund.status in _REFUND_STATUSES_WITHOUT_MONEY:
             continue
         if amounts.setdefault(refund.id, refund.amount) != refund.amount:
-            raise MalformedPayloadError(
-                f"refund {refund.id!r} is listed twice with different amounts"
-            )
+            raise MalformedPayloadError(f"refund {refund.id!r} is listed twice with different amounts")
     if not amounts:
         return Ignored(event.type, "no refund listed")
     kind = GatewayEventKind.REFUNDED
@@ -298,15 +296,11 @@ def parse_standard(raw_body: bytes, webhook_id: str) -> ParseResult:
     if kind is GatewayEventKind.FAILED:
         amount = 0
     elif data.amount is None:
-        raise MalformedPayloadError(
-            f"Object missing required field `amount` - at `$.data` ({event_type})"
-        )
+        raise MalformedPayloadError(f"Object missing required field `amount` - at `$.data` ({event_type})")
     else:
         amount = data.amount
     if kind is GatewayEventKind.REFUNDED and data.refund_id is None:
-        raise MalformedPayloadError(
-            "Object missing required field `refund_id` - at `$.data` (payment.refunded)"
-        )
+        raise MalformedPayloadError("Object missing required field `refund_id` - at `$.data` (payment.refunded)")
     return [
         GatewayEvent(
             kind=kind,

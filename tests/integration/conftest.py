@@ -35,9 +35,7 @@ def admin_headers() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def merchant(client: TestClient[Any], admin_headers: dict[str, str]) -> dict[str, Any]:
     """A merchant created through the admin endpoint, with its keys and secrets."""
-    response = client.post(
-        "/v1/admin/merchants", json={"name": "Suite merchant"}, headers=admin_headers
-    )
+    response = client.post("/v1/admin/merchants", json={"name": "Suite merchant"}, headers=admin_headers)
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
     return created
@@ -51,3 +49,23 @@ def merchant_headers(merchant: dict[str, Any]) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def auditor_headers(merchant: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {merchant['auditor_key']}"}
+
+
+@pytest.fixture(scope="session")
+def projections_running(database_url: str, api_settings: Settings) -> Iterator[None]:
+    """The projection runner following the session's database in a thread."""
+    import threading
+
+    from daybook.database import eventsourcing_env
+    from domain.application import Daybook
+    from projections.registry import all_projections
+    from projections.runner import ProjectionRunner
+
+    app = Daybook(env=eventsourcing_env(database_url, api_settings))
+    runner = ProjectionRunner(app, database_url, all_projections(app))
+    thread = threading.Thread(target=runner.run_forever, name="projections", daemon=True)
+    thread.start()
+    yield
+    runner.stop()
+    thread.join(timeout=10)
+    app.close()

@@ -1,0 +1,59 @@
+"""Running commands from request handlers: context, group commit, position header."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from litestar import Request
+
+from api.auth import Principal
+from api.problems import ApiError
+from api.request_id import request_id_of
+from domain.context import CommandContext
+from domain.groupcommit import CommandOutcome
+from domain.unit_of_work import Command
+
+R = TypeVar("R")
+POSITION_HEADER = "X-Daybook-Position"
+_SKU = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def merchant_of(request: Request[Any, Any, Any]) -> Any:
+    """The caller's merchant id (merchant and auditor keys have one)."""
+    principal: Principal = request.user
+    if principal.merchant_id is None:
+        raise ApiError(403, "forbidden", "This needs a merchant or auditor key.")
+    return principal.merchant_id
+
+
+def context_of(request: Request[Any, Any, Any]) -> CommandContext:
+    """The audit context of a command caused by this request."""
+    principal: Principal = request.user
+    return CommandContext(actor=principal.actor, request_id=request_id_of(request.scope))
+
+
+async def run(request: Request[Any, Any, Any], command: Command[R]) -> tuple[R, dict[str, str]]:
+    """Runs ``command`` through the group committer; returns its result and the position header."""
+    state = request.app.state
+    outcome: CommandOutcome[R] = await state.committer.submit_async(command)
+    position = outcome.position
+    if position is None:  # nothing new was recorded: the store's current position is safe to wait for
+        position = await anyio.to_thread.run_sync(state.daybook.recorder.max_notification_id) or 0
+    return outcome.value, {POSITION_HEADER: str(position)}
+
+
+def check_sku(sku: str) -> str:
+    """400 ``invalid_request`` for a SKU outside ``[A-Za-z0-9._-]{1,64}``."""
+    if not _SKU.match(sku):
+        raise ApiError(400, "invalid_request", "A SKU is 1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-'.")
+    return sku
+
+
+def check_as_of(as_of: datetime | None) -> datetime | None:
+    """400 for an instant without a time zone."""
+    if as_of is not None and as_of.tzinfo is None:
+        raise ApiError(400, "invalid_request", "as_of must be an RFC 3339 time with an offset, e.g. ...Z.")
+    return as_of

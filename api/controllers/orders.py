@@ -1,0 +1,174 @@
+"""``/v1/orders``: place, read, list, cancel, own events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+import anyio.to_thread
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath, FromQuery, JSONBody
+
+from api import read_store
+from api.auth import merchant_only, merchant_or_auditor
+from api.commands import check_as_of, context_of, merchant_of, run
+from api.consistency import wait_for_position
+from api.idempotency import IdempotencyMiddleware
+from api.pagination import check_limit, decode_cursor, encode_cursor
+from api.problems import ApiError
+from api.schemas import EventPage, OrderCreate, OrderPage, OrderRead
+from domain.commands import CancelOrder, PlaceOrder
+from domain.errors import OrderAlreadyExistsError, OrderNotFoundError
+from domain.money import Money
+from domain.orders import OrderLine
+
+PROJECTIONS = ("orders",)
+EVENTS_LIMIT_MAX = 1_000
+# An order placed with an Idempotency-Key gets an id derived from it, so a retry after a
+# crash between commit and answer finds the order instead of placing a second one.
+ORDER_ID_NAMESPACE = uuid.UUID("0b7f5e62-3a55-4c1e-8d0e-2f41b8a1c7d3")
+Status = Literal[
+    "reserved",
+    "paid",
+    "partially_refunded",
+    "refunded",
+    "cancelled",
+    "expired",
+    "disputed",
+    "paid_unfulfillable",
+]
+
+
+class OrdersController(Controller):
+    """Orders of the caller's merchant."""
+
+    path = "/v1/orders"
+    tags = ["orders"]
+    middleware = [IdempotencyMiddleware]
+
+    @post("/", operation_id="placeOrder", status_code=201, guards=[merchant_only])
+    async def place(self, request: Request[Any, Any, Any], data: JSONBody[OrderCreate]) -> Response[OrderRead]:
+        """Places an order holding stock for every line, all or nothing (409 ``out_of_stock``)."""
+        merchant_id = merchant_of(request)
+        key = request.headers.get("idempotency-key")
+        order_id = uuid.uuid5(ORDER_ID_NAMESPACE, f"{merchant_id}:{key}") if key else uuid.uuid4()
+        lines = tuple(
+            OrderLine(line.sku, line.quantity, Money(line.unit_price.amount, line.unit_price.currency))
+            for line in data.lines
+        )
+        command = PlaceOrder(
+            context_of(request),
+            merchant_id,
+            order_id,
+            lines,
+            data.currency,
+            data.customer_ref,
+            data.hold_seconds,
+        )
+        try:
+            view, headers = await run(request, command)
+        except OrderAlreadyExistsError:
+            if not key:
+                raise
+            state = request.app.state
+            view = await anyio.to_thread.run_sync(lambda: state.daybook.get_order(merchant_id, order_id))
+            headers = {}
+        return Response(OrderRead.of(view), status_code=201, headers=headers)
+
+    @get("/{order_id:uuid}", operation_id="getOrder", guards=[merchant_or_auditor])
+    async def get_one(
+        self,
+        request: Request[Any, Any, Any],
+        order_id: FromPath[uuid.UUID],
+        as_of: FromQuery[datetime | None] = None,
+    ) -> OrderRead:
+        """The order, now or (``?as_of=``) as it was then, replayed from events."""
+        merchant_id, state = merchant_of(request), request.app.state
+        if as_of is None:
+            await wait_for_position(state, request.headers.get("x-daybook-min-position"), PROJECTIONS)
+
+            def from_read_model() -> OrderRead | None:
+                with state.pool.connection() as conn:
+                    return read_store.order(conn, merchant_id, order_id)
+
+            found = await anyio.to_thread.run_sync(from_read_model)
+            if found is not None:
+                return found
+        when = check_as_of(as_of)
+        try:
+            view = await anyio.to_thread.run_sync(lambda: state.daybook.get_order(merchant_id, order_id, when))
+        except OrderNotFoundError as error:
+            raise ApiError(404, "not_found", "No such order.") from error
+        return OrderRead.of(view)
+
+    @get("/", operation_id="listOrders", guards=[merchant_or_auditor])
+    async def list_orders(
+        self,
+        request: Request[Any, Any, Any],
+        status: FromQuery[Status | None] = None,
+        limit: FromQuery[int | None] = None,
+        cursor: FromQuery[str | None] = None,
+    ) -> OrderPage:
+        """Orders in creation order, optionally of one status, a page at a time."""
+        merchant_id, page_size, state = merchant_of(request), check_limit(limit), request.app.state
+        position = decode_cursor(cursor, 2)
+        try:
+            after = (
+                (datetime.fromisoformat(position[0]), uuid.UUID(position[1]))
+                if position
+                else (read_store.EPOCH, read_store.NIL)
+            )
+        except (TypeError, ValueError) as error:
+            raise ApiError(400, "invalid_request", "The cursor is not one this API returned.") from error
+        await wait_for_position(state, request.headers.get("x-daybook-min-position"), PROJECTIONS)
+
+        def page() -> list[OrderRead]:
+            with state.pool.connection() as conn:
+                return read_store.orders(conn, merchant_id, status, after, page_size + 1)
+
+        rows = await anyio.to_thread.run_sync(page)
+        more = len(rows) > page_size
+        rows = rows[:page_size]
+        next_cursor = encode_cursor(rows[-1].created_at.isoformat(), str(rows[-1].id)) if more else None
+        return OrderPage(rows, next_cursor)
+
+    @post(
+        "/{order_id:uuid}/cancel",
+        operation_id="cancelOrder",
+        status_code=200,
+        guards=[merchant_only],
+    )
+    async def cancel(self, request: Request[Any, Any, Any], order_id: FromPath[uuid.UUID]) -> Response[OrderRead]:
+        """Cancels a reserved order and releases its stock (409 ``invalid_state`` once paid)."""
+        if await request.body():
+            raise ApiError(400, "invalid_request", "Cancel takes no body.")
+        view, headers = await run(request, CancelOrder(context_of(request), merchant_of(request), order_id))
+        return Response(OrderRead.of(view), status_code=200, headers=headers)
+
+    @get("/{order_id:uuid}/events", operation_id="listOrderEvents", guards=[merchant_or_auditor])
+    async def events(
+        self,
+        request: Request[Any, Any, Any],
+        order_id: FromPath[uuid.UUID],
+        limit: FromQuery[int | None] = None,
+        cursor: FromQuery[str | None] = None,
+    ) -> EventPage:
+        """The order's own event stream, in version order."""
+        merchant_id, state = merchant_of(request), request.app.state
+        page_size = check_limit(limit, EVENTS_LIMIT_MAX)
+        position = decode_cursor(cursor, 1)
+        after_version = int(position[0]) if position else 0
+
+        def page() -> Any:
+            with state.pool.connection() as conn:
+                return read_store.stream_events(conn, state.daybook.mapper, order_id, after_version, page_size + 1)
+
+        rows = await anyio.to_thread.run_sync(page)
+        if after_version == 0 and (not rows or rows[0].data.get("merchant_id") != str(merchant_id)):
+            raise ApiError(404, "not_found", "No such order.")
+        if rows and (rows[0].stream_type != "Order" or rows[0].data.get("merchant_id") != str(merchant_id)):
+            raise ApiError(404, "not_found", "No such order.")
+        more = len(rows) > page_size
+        rows = rows[:page_size]
+        return EventPage(rows, encode_cursor(rows[-1].version) if more else None)

@@ -1,0 +1,159 @@
+"""``Idempotency-Key`` on merchant POSTs: same key and body → the stored answer again.
+
+Runs as route middleware after authentication. The first request with a key claims it
+in PostgreSQL, runs, and stores its answer (anything below 500; a 5xx releases the key
+so the client can retry). A repeat with the same body gets the stored status and body
+with ``Idempotent-Replayed: true``; a different body gets 409 ``idempotency_key_reused``;
+a repeat while the first still runs gets 409 ``idempotency_key_in_use``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import anyio.to_thread
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import idempotency_store
+from api.auth import Principal
+from api.problems import ApiError
+
+HEADER = b"idempotency-key"
+KEY_LENGTH_MAX = 255
+REPLAYED_HEADERS = ("content-type", "x-daybook-position", "location")
+
+
+class IdempotencyMiddleware:
+    """ASGI middleware for POST routes of merchants."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key = _idempotency_key(scope)
+        if scope["type"] != ScopeType.HTTP or scope["method"] != "POST" or key is None:
+            await self.app(scope, receive, send)
+            return
+        principal: Principal = scope["user"]
+        merchant_id = principal.merchant_id
+        if merchant_id is None:
+            raise ApiError(403, "forbidden", "Idempotency keys belong to merchants.")
+        state = scope["app"].state
+        body, receive_again = await _buffer(receive, state.settings.body_size_max_bytes)
+        request_hash = hashlib.sha256(
+            b"%s %s?%s\n%s"
+            % (
+                scope["method"].encode(),
+                scope["path"].encode(),
+                scope.get("query_string", b""),
+                body,
+            )
+        ).digest()
+        ttl = timedelta(hours=state.settings.idempotency_ttl_hours)
+
+        def claim() -> idempotency_store.StoredRequest | None:
+            with state.pool.connection() as conn:
+                if idempotency_store.claim(conn, merchant_id, key, request_hash, ttl):
+                    return None
+                earlier = idempotency_store.find(conn, merchant_id, key)
+                if earlier is None:  # purged between the two statements: claim again
+                    if idempotency_store.claim(conn, merchant_id, key, request_hash, ttl):
+                        return None
+                    raise ApiError(409, "idempotency_key_in_use", "A request with this key is still running.")
+                return earlier
+
+        earlier = await anyio.to_thread.run_sync(claim)
+        if earlier is not None:
+            await _answer_repeat(earlier, request_hash, send)
+            return
+        await self._run_and_store(scope, receive_again, send, merchant_id, key)
+
+    async def _run_and_store(
+        self, scope: Scope, receive: Receive, send: Send, merchant_id: uuid.UUID, key: str
+    ) -> None:
+        state = scope["app"].state
+        status = 500
+        headers: dict[str, str] = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                for name, value in message.get("headers", ()):
+                    decoded = bytes(name).decode("latin-1").lower()
+                    if decoded in REPLAYED_HEADERS:
+                        headers[decoded] = bytes(value).decode("latin-1")
+            elif message["type"] == "http.response.body":
+                chunks.append(bytes(message.get("body", b"")))
+            await send(message)
+
+        def finish() -> None:
+            with state.pool.connection() as conn:
+                if status < 500:
+                    body = b"".join(chunks)
+                    idempotency_store.complete(conn, merchant_id, key, status_code=status, headers=headers, body=body)
+                else:
+                    idempotency_store.release(conn, merchant_id, key)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            await anyio.to_thread.run_sync(finish)
+
+
+def _request_hash(method: str, path: str, query: bytes, body: bytes) -> bytes:
+    return hashlib.sha256(b"%s %s?%s\n%s" % (method.encode(), path.encode(), query, body)).digest()
+
+
+def _idempotency_key(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == HEADER:
+            key = bytes(value).decode("latin-1")
+            if not 1 <= len(key) <= KEY_LENGTH_MAX:
+                raise ApiError(400, "invalid_request", "Idempotency-Key must be 1-255 characters.")
+            return key
+    return None
+
+
+async def _buffer(receive: Receive, size_max: int) -> tuple[bytes, Receive]:
+    """Reads the whole body, refusing more than ``size_max`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = bytes(message.get("body", b""))
+        size += len(chunk)
+        if size > size_max:
+            raise ApiError(413, "payload_too_large", f"The body is over {size_max} bytes.")
+        chunks.append(chunk)
+        more = bool(message.get("more_body", False))
+    body = b"".join(chunks)
+    sent = False
+
+    async def receive_again() -> Any:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return body, receive_again
+
+
+async def _answer_repeat(earlier: idempotency_store.StoredRequest, request_hash: bytes, send: Send) -> None:
+    if earlier.request_sha256 != request_hash:
+        raise ApiError(409, "idempotency_key_reused", "This Idempotency-Key was used with a different request.")
+    if earlier.state != "done" or earlier.status_code is None:
+        raise ApiError(409, "idempotency_key_in_use", "A request with this key is still running.")
+    headers = [(k.encode(), v.encode()) for k, v in (earlier.headers or {}).items()]
+    headers.append((b"idempotent-replayed", b"true"))
+    await send({"type": "http.response.start", "status": earlier.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": earlier.body or b"", "more_body": False})

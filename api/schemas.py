@@ -1,0 +1,153 @@
+"""Request and response shapes (msgspec), split Create/Read as in CONTRACT.md."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from domain.inventory import InventoryLevel
+from domain.orders import OrderView
+
+Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+Amount = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+QUANTITY_MAX = 1_000_000_000
+
+
+class Money(msgspec.Struct, forbid_unknown_fields=True):
+    """Integer minor units and an ISO 4217 currency."""
+
+    amount: Amount
+    currency: Currency
+
+
+class ReceiptCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /v1/inventory/{sku}/receipts``."""
+
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=QUANTITY_MAX)]
+    reference: Text | None = None
+
+
+class AdjustmentCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /v1/inventory/{sku}/adjustments``."""
+
+    delta: Annotated[int, msgspec.Meta(ge=-QUANTITY_MAX, le=QUANTITY_MAX)]
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
+class LevelRead(msgspec.Struct):
+    """An inventory level."""
+
+    sku: str
+    on_hand: int
+    reserved: int
+    available: int
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, level: InventoryLevel) -> LevelRead:
+        """From the domain's level."""
+        return cls(level.sku, level.on_hand, level.reserved, level.available, level.updated_at)
+
+
+class LineCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """One order line."""
+
+    sku: Sku
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+    unit_price: Money
+
+
+class OrderCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /v1/orders``."""
+
+    lines: Annotated[list[LineCreate], msgspec.Meta(min_length=1, max_length=100)]
+    currency: Currency
+    customer_ref: Text | None = None
+    hold_seconds: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 900
+
+
+class LineRead(msgspec.Struct):
+    """One order line as stored."""
+
+    sku: str
+    quantity: int
+    unit_price: Money
+
+
+class OrderRead(msgspec.Struct):
+    """An order."""
+
+    id: uuid.UUID
+    status: str
+    currency: str
+    customer_ref: str | None
+    lines: list[LineRead]
+    total: Money
+    amount_captured: Money
+    amount_refunded: Money
+    payment_ids: list[uuid.UUID]
+    hold_expires_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, view: OrderView) -> OrderRead:
+        """From the domain's order view."""
+        return cls(
+            id=view.id,
+            status=str(view.status),
+            currency=view.currency,
+            customer_ref=view.customer_ref,
+            lines=[
+                LineRead(line.sku, line.quantity, Money(line.unit_price.amount, line.unit_price.currency))
+                for line in view.lines
+            ],
+            total=Money(view.total.amount, view.total.currency),
+            amount_captured=Money(view.amount_captured.amount, view.currency),
+            amount_refunded=Money(view.amount_refunded.amount, view.currency),
+            payment_ids=list(view.payment_ids),
+            hold_expires_at=view.hold_expires_at,
+            created_at=view.created_at,
+            updated_at=view.updated_at,
+        )
+
+
+class LevelPage(msgspec.Struct):
+    """A page of inventory levels."""
+
+    data: list[LevelRead]
+    next_cursor: str | None
+
+
+class OrderPage(msgspec.Struct):
+    """A page of orders."""
+
+    data: list[OrderRead]
+    next_cursor: str | None
+
+
+class EventRead(msgspec.Struct):
+    """One stored event (the audit event shape; the hash chain fields come from the audit chain)."""
+
+    position: int
+    stream_id: uuid.UUID
+    stream_type: str
+    version: int
+    type: str
+    occurred_at: str
+    data: dict[str, object]
+    metadata: dict[str, str]
+    hash: str | None = None
+    prev_hash: str | None = None
+
+
+class EventPage(msgspec.Struct):
+    """A page of events."""
+
+    data: list[EventRead]
+    next_cursor: str | None
