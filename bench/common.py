@@ -1,0 +1,132 @@
+"""Shared pieces of the benchmarks: a throwaway database, a real API process, figures."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from daybook.embedded import embedded_servers
+from daybook.migrate import migrate
+
+BENCH_HOME = Path(".daybook/bench")
+ADMIN_KEY = "dbk_admin_bench_key"
+
+
+@dataclass
+class Figures:
+    """What one approach achieved."""
+
+    name: str
+    succeeded: int = 0
+    refused: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies_s: list[float] = field(default_factory=list)
+    check: str = ""
+
+    @property
+    def per_second(self) -> float:
+        """Successful operations per second."""
+        return self.succeeded / self.seconds if self.seconds else 0.0
+
+    def percentile_ms(self, fraction: float) -> float:
+        """Latency percentile in milliseconds (nearest rank)."""
+        if not self.latencies_s:
+            return float("nan")
+        ordered = sorted(self.latencies_s)
+        index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
+        return ordered[index] * 1000
+
+    def line(self) -> str:
+        """One printed line."""
+        return (
+            f"{self.name:<44} {self.per_second:>10,.0f}/s  p50 {self.percentile_ms(0.5):>8.1f} ms  "
+            f"p99 {self.percentile_ms(0.99):>8.1f} ms  ok {self.succeeded:>7}  refused {self.refused:>6}  "
+            f"errors {self.errors:>4}  {self.check}"
+        )
+
+
+@contextlib.contextmanager
+def bench_servers() -> Iterator[tuple[str, str]]:
+    """(database URL of a fresh migrated database, Redis URL); the database is dropped after."""
+    with embedded_servers(
+        BENCH_HOME,
+        database_url=os.environ.get("DAYBOOK_DATABASE_URL") or None,
+        redis_url=os.environ.get("DAYBOOK_REDIS_URL") or None,
+    ) as (admin_url, redis_url):
+        name = f"daybook_bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        params = conninfo_to_dict(admin_url)
+        params["dbname"] = name
+        url = make_conninfo(**params)
+        migrate(url)
+        try:
+            yield url, redis_url
+        finally:
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def api_process(database_url: str, redis_url: str, **env: str) -> Iterator[str]:
+    """A real ``daybook api`` process; yields its base URL."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "DAYBOOK_DATABASE_URL": database_url,
+        "DAYBOOK_REDIS_URL": redis_url,
+        "DAYBOOK_ADMIN_KEY": ADMIN_KEY,
+        "DAYBOOK_LOG_LEVEL": "WARNING",
+        **env,
+    }
+    process = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "daybook", "api", "--port", str(port)], env=environment
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("daybook api did not start")
+            time.sleep(0.1)
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def create_merchant(base_url: str) -> dict[str, str]:
+    """A merchant created through the admin endpoint."""
+    response = httpx.post(
+        f"{base_url}/v1/admin/merchants",
+        json={"name": "Bench"},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    created: dict[str, str] = response.json()
+    return created
