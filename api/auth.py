@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from threading import Lock
-from typing import Any
+from typing import Any, Literal
 
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
@@ -51,26 +51,33 @@ class KeyResolver:
         self._cache: OrderedDict[str, tuple[float, merchant_store.StoredKey | None]] = OrderedDict()
         self._lock = Lock()
 
-    def resolve(self, presented: str) -> Principal | None:
-        """The principal for ``presented``, or ``None`` when the key is not valid."""
+    def resolve_cached(self, presented: str) -> Principal | Literal[False] | None:
+        """Like :meth:`resolve` without touching the database; ``False`` when it would have to."""
         if self._admin_hash is not None and hmac.compare_digest(keys.sha256(presented), self._admin_hash):
             return Principal("admin", ADMIN, None)
         parts = keys.split_key(presented)
         if parts is None:
             return None
         key_id, secret = parts
-        stored = self._stored(key_id)
-        if stored is None or not keys.matches(secret, stored.secret_sha256):
-            return None
-        return Principal(key_id, stored.role, stored.merchant_id)
+        with self._lock:
+            cached = self._cache.get(key_id)
+            if cached is None or cached[0] <= time.monotonic():
+                return False
+            self._cache.move_to_end(key_id)
+        return _principal(key_id, secret, cached[1])
+
+    def resolve(self, presented: str) -> Principal | None:
+        """The principal for ``presented``, or ``None`` when the key is not valid."""
+        cached = self.resolve_cached(presented)
+        if cached is not False:
+            return cached
+        parts = keys.split_key(presented)
+        assert parts is not None
+        key_id, secret = parts
+        return _principal(key_id, secret, self._stored(key_id))
 
     def _stored(self, key_id: str) -> merchant_store.StoredKey | None:
         now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get(key_id)
-            if cached is not None and cached[0] > now:
-                self._cache.move_to_end(key_id)
-                return cached[1]
         with self._pool.connection() as conn:
             stored = merchant_store.find_key(conn, key_id)
         with self._lock:
@@ -78,6 +85,12 @@ class KeyResolver:
             while len(self._cache) > _CACHE_SIZE_MAX:
                 self._cache.popitem(last=False)
         return stored
+
+
+def _principal(key_id: str, secret: str, stored: merchant_store.StoredKey | None) -> Principal | None:
+    if stored is None or not keys.matches(secret, stored.secret_sha256):
+        return None
+    return Principal(key_id, stored.role, stored.merchant_id)
 
 
 class ApiKeyAuthentication(AbstractAuthenticationMiddleware):
@@ -89,7 +102,10 @@ class ApiKeyAuthentication(AbstractAuthenticationMiddleware):
         if scheme.lower() != "bearer" or not presented.strip():
             raise ApiError(401, "unauthenticated", "Send an API key as 'Authorization: Bearer <key>'.")
         resolver: KeyResolver = connection.app.state.key_resolver
-        principal = await _in_thread(resolver.resolve, presented.strip())
+        presented = presented.strip()
+        # A cached key is checked on the event loop; only a miss goes to the database.
+        cached = resolver.resolve_cached(presented)
+        principal = await _in_thread(resolver.resolve, presented) if cached is False else cached
         if principal is None:
             raise ApiError(401, "unauthenticated", "The API key is not valid.")
         return AuthenticationResult(user=principal, auth=None)

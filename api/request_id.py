@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
-import uuid
 from typing import Any
 
 from litestar.datastructures import MutableScopeHeaders
@@ -11,6 +12,9 @@ from litestar.types import Message, Scope
 
 HEADER = "x-request-id"
 _ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Generated ids: a random per-process prefix and a counter (cheaper than uuid4 per request).
+_PREFIX = os.urandom(8).hex()
+_COUNTER = itertools.count(1)
 
 
 def request_id_of(scope: Scope) -> str:
@@ -19,7 +23,7 @@ def request_id_of(scope: Scope) -> str:
     request_id = state.get("request_id")
     if request_id is None:
         sent = _header(scope, HEADER.encode())
-        request_id = sent if sent and _ACCEPTABLE.match(sent) else uuid.uuid4().hex
+        request_id = sent if sent and _ACCEPTABLE.match(sent) else f"{_PREFIX}{next(_COUNTER):012x}"
         state["request_id"] = request_id
     return str(request_id)
 

@@ -58,6 +58,8 @@ def eventsourcing_env(database_url: str, settings: Settings, *, pool_size: int =
         "POSTGRES_CONNECT_TIMEOUT": "10",
         "POSTGRES_LOCK_TIMEOUT": str(max(1, settings.lock_timeout_ms // 1000)),
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "60",
-        "POSTGRES_PRE_PING": "y",
+        # No ping per checkout (a round trip on every save); the recorder retries
+        # operations that fail on a dropped connection.
+        "POSTGRES_PRE_PING": "n",
         "CREATE_TABLE": "n",
     }

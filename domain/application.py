@@ -37,7 +37,7 @@ from domain.gateway import GatewayEvent
 from domain.inventory import InventoryItem, InventoryLevel, inventory_item_id
 from domain.orders import Order, OrderLine, OrderView
 from domain.payments import Payment, PaymentView
-from domain.unit_of_work import A, AggregateMissingError, Command, check_class
+from domain.unit_of_work import A, AggregateMissingError, Command, DuplicateAggregateError, check_class
 
 R = TypeVar("R")
 
@@ -77,8 +77,16 @@ class RepositoryUnitOfWork:
         return aggregate
 
     def add(self, aggregate: Aggregate) -> None:
-        """Registers a newly created aggregate so that it is saved with the others."""
-        self._touched.setdefault(aggregate.id, aggregate)
+        """Registers a newly created aggregate so that it is saved with the others.
+
+        Raises:
+            DuplicateAggregateError: an aggregate with this id exists already.
+        """
+        if self._touched.get(aggregate.id) is aggregate:
+            return
+        if aggregate.id in self._touched or aggregate.id in self._repository:
+            raise DuplicateAggregateError(aggregate.id)
+        self._touched[aggregate.id] = aggregate
 
     @property
     def touched(self) -> list[Aggregate]:
@@ -156,9 +164,7 @@ class Daybook(Application[UUID]):
         now: datetime | None = None,
     ) -> OrderView:
         """See :func:`domain.commands.place_order`."""
-        command = PlaceOrder(
-            context, merchant_id, order_id, tuple(lines), currency, customer_ref, hold_seconds, now
-        )
+        command = PlaceOrder(context, merchant_id, order_id, tuple(lines), currency, customer_ref, hold_seconds, now)
         return self.execute(command)
 
     def cancel_order(self, context: CommandContext, merchant_id: UUID, order_id: UUID) -> OrderView:
@@ -187,9 +193,7 @@ class Daybook(Application[UUID]):
 
     # Queries (from the event streams; read models answer the API's lists).
 
-    def get_order(
-        self, merchant_id: UUID, order_id: UUID, as_of: datetime | None = None
-    ) -> OrderView:
+    def get_order(self, merchant_id: UUID, order_id: UUID, as_of: datetime | None = None) -> OrderView:
         """The merchant's order, now or as it was at ``as_of``.
 
         Raises:
@@ -200,9 +204,7 @@ class Daybook(Application[UUID]):
             raise OrderNotFoundError(order_id)
         return order.view()
 
-    def get_inventory_level(
-        self, merchant_id: UUID, sku: str, as_of: datetime | None = None
-    ) -> InventoryLevel:
+    def get_inventory_level(self, merchant_id: UUID, sku: str, as_of: datetime | None = None) -> InventoryLevel:
         """The merchant's level of ``sku``, now or as it was at ``as_of``.
 
         Raises:
@@ -213,9 +215,7 @@ class Daybook(Application[UUID]):
             raise InventoryItemNotFoundError(sku)
         return item.level()
 
-    def get_payment(
-        self, merchant_id: UUID, payment_id: UUID, as_of: datetime | None = None
-    ) -> PaymentView:
+    def get_payment(self, merchant_id: UUID, payment_id: UUID, as_of: datetime | None = None) -> PaymentView:
         """The merchant's payment, now or as it was at ``as_of``.
 
         Raises:

@@ -43,9 +43,7 @@ class OutOfStockError(DomainError):
 
     def __init__(self, lines: Sequence[Shortage]) -> None:
         self.lines: tuple[Shortage, ...] = tuple(lines)
-        detail = ", ".join(
-            f"{s.sku}: {s.requested} requested, {s.available} available" for s in self.lines
-        )
+        detail = ", ".join(f"{s.sku}: {s.requested} requested, {s.available} available" for s in self.lines)
         super().__init__(f"out of stock ({detail})")
 
 
@@ -59,10 +57,7 @@ class InsufficientStockError(DomainError):
         self.on_hand = on_hand
         self.reserved = reserved
         self.delta = delta
-        super().__init__(
-            f"adjusting {sku} by {delta} would leave {on_hand + delta} on hand"
-            f" with {reserved} reserved"
-        )
+        super().__init__(f"adjusting {sku} by {delta} would leave {on_hand + delta} on hand with {reserved} reserved")
 
 
 class InvalidStateError(DomainError):

@@ -26,9 +26,7 @@ from domain.context import CommandContext
 # Library bookkeeping that the audit "data" leaves out: ids and times have their own
 # fields in the audit event shape, and the aggregate class topic is a module path that
 # must not leak into the hash chain (renaming a module would change every hash).
-_NOT_DATA = frozenset(
-    {"originator_id", "originator_version", "timestamp", "metadata", "originator_topic"}
-)
+_NOT_DATA = frozenset({"originator_id", "originator_version", "timestamp", "metadata", "originator_topic"})
 
 
 class DaybookEvent(Aggregate.Event):
@@ -68,12 +66,8 @@ class DaybookAggregate(Aggregate):
         """When the latest event of the aggregate occurred."""
         return self.modified_on
 
-    def _record(
-        self, event_class: type[DaybookEvent], context: CommandContext, **fields: Any
-    ) -> None:
-        self.trigger_event(
-            event_class, merchant_id=self.merchant_id, metadata=context.metadata(), **fields
-        )
+    def _record(self, event_class: type[DaybookEvent], context: CommandContext, **fields: Any) -> None:
+        self.trigger_event(event_class, merchant_id=self.merchant_id, metadata=context.metadata(), **fields)
 
 
 def event_type(event: DaybookEvent) -> str:

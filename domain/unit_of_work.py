@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
 
 A = TypeVar("A", bound=Aggregate)
 R_co = TypeVar("R_co", covariant=True)
@@ -28,6 +29,19 @@ class AggregateMissingError(LookupError):
 
     def __init__(self, aggregate_id: UUID) -> None:
         super().__init__(f"aggregate {aggregate_id} not found")
+        self.aggregate_id = aggregate_id
+
+
+class DuplicateAggregateError(IntegrityError):
+    """A command added an aggregate whose id already exists.
+
+    It is an :class:`~eventsourcing.persistence.IntegrityError`, as when a single
+    ``Application.save`` creates an existing aggregate: uniqueness of deterministic ids
+    is a database fact, which a unit of work reports as this error.
+    """
+
+    def __init__(self, aggregate_id: UUID) -> None:
+        super().__init__(f"aggregate {aggregate_id} already exists")
         self.aggregate_id = aggregate_id
 
 
@@ -44,7 +58,11 @@ class UnitOfWork(Protocol):
         """Returns the aggregate or raises :class:`AggregateMissingError`."""
 
     def add(self, aggregate: Aggregate) -> None:
-        """Registers a newly created aggregate so that it is saved with the others."""
+        """Registers a newly created aggregate so that it is saved with the others.
+
+        Raises :class:`DuplicateAggregateError` when the id is known to exist; a runner
+        may learn that only when saving, and then reports it the same way.
+        """
 
 
 class Command(Protocol[R_co]):

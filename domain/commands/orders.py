@@ -19,7 +19,7 @@ from domain.errors import (
 from domain.inventory import InventoryItem, check_aware, check_text
 from domain.money import check_amount
 from domain.orders import Order, OrderLine, OrderView, check_order_lines, quantities_by_sku
-from domain.unit_of_work import UnitOfWork
+from domain.unit_of_work import DuplicateAggregateError, UnitOfWork
 
 HOLD_SECONDS_MIN = 60
 HOLD_SECONDS_MAX = 86_400
@@ -104,12 +104,6 @@ def place_order(
         raise InvalidCommandError("hold_seconds", f"{hold_seconds} is above {HOLD_SECONDS_MAX}")
     check_text("customer_ref", customer_ref, required=False)
     now = check_aware("now", now) if now is not None else datetime.now(UTC)
-    try:
-        taken = uow.find(order_id, Order) is not None
-    except TypeError:  # another kind of aggregate has this id
-        taken = True
-    if taken:
-        raise OrderAlreadyExistsError(order_id)
     quantities = quantities_by_sku(merged)
     items, shortages = find_shortages(uow, merchant_id, quantities)
     if shortages:
@@ -124,15 +118,18 @@ def place_order(
         hold_expires_at=hold_expires_at,
         context=context,
     )
-    uow.add(order)
+    try:
+        # No lookup first: a taken id is a database fact, reported by the unit of work
+        # (at once when it knows, else when the batch is saved and re-run).
+        uow.add(order)
+    except DuplicateAggregateError as error:
+        raise OrderAlreadyExistsError(order_id) from error
     for sku, quantity in quantities.items():
         items[sku].hold(order.id, quantity, hold_expires_at, context)
     return order.view()
 
 
-def cancel_order(
-    uow: UnitOfWork, context: CommandContext, merchant_id: UUID, *, order_id: UUID
-) -> OrderView:
+def cancel_order(uow: UnitOfWork, context: CommandContext, merchant_id: UUID, *, order_id: UUID) -> OrderView:
     """Cancels a reserved order and releases its stock (a no-op if already cancelled).
 
     Raises:
@@ -226,6 +223,4 @@ class ExpireOrder:
     now: datetime | None = None
 
     def __call__(self, uow: UnitOfWork, /) -> ExpiryResult:
-        return expire_order(
-            uow, self.context, self.merchant_id, order_id=self.order_id, now=self.now
-        )
+        return expire_order(uow, self.context, self.merchant_id, order_id=self.order_id, now=self.now)

@@ -74,22 +74,16 @@ def apply_gateway_event(
         changed |= payment.flag_anomaly(AnomalyKind.UNKNOWN_ORDER, detail, context)
     else:
         changed |= settle_order(uow, context, order, payment, now)
-    return GatewayEventOutcome(
-        payment=payment.view(), order=order.view() if order else None, changed=changed
-    )
+    return GatewayEventOutcome(payment=payment.view(), order=order.view() if order else None, changed=changed)
 
 
-def settle_order(
-    uow: UnitOfWork, context: CommandContext, order: Order, payment: Payment, now: datetime
-) -> bool:
+def settle_order(uow: UnitOfWork, context: CommandContext, order: Order, payment: Payment, now: datetime) -> bool:
     """Brings the order in line with what its payment now says; ``True`` if it recorded."""
     changed = order.link_payment(payment.id, context)
     if payment.currency != order.currency:
         detail = f"payment in {payment.currency}, order in {order.currency}"
         return payment.flag_anomaly(AnomalyKind.CURRENCY_MISMATCH, detail, context) or changed
-    changed |= order.record_payment_amounts(
-        payment.id, payment.amount_captured, payment.amount_refunded, context
-    )
+    changed |= order.record_payment_amounts(payment.id, payment.amount_captured, payment.amount_refunded, context)
     if order.status in PAYABLE and order.is_fully_captured:
         _pay(uow, context, order, payment, now)
         changed = True
@@ -102,9 +96,7 @@ def settle_order(
     return changed
 
 
-def _pay(
-    uow: UnitOfWork, context: CommandContext, order: Order, payment: Payment, now: datetime
-) -> None:
+def _pay(uow: UnitOfWork, context: CommandContext, order: Order, payment: Payment, now: datetime) -> None:
     """Commits the order's stock and marks it paid; never oversells."""
     quantities = quantities_by_sku(order.lines)
     if order.status is OrderStatus.RESERVED:
@@ -137,6 +129,4 @@ class ApplyGatewayEvent:
     now: datetime | None = None
 
     def __call__(self, uow: UnitOfWork, /) -> GatewayEventOutcome:
-        return apply_gateway_event(
-            uow, self.context, self.merchant_id, fact=self.fact, now=self.now
-        )
+        return apply_gateway_event(uow, self.context, self.merchant_id, fact=self.fact, now=self.now)

@@ -104,6 +104,4 @@ class AdjustStock:
     reason: str
 
     def __call__(self, uow: UnitOfWork, /) -> InventoryLevel:
-        return adjust_stock(
-            uow, self.context, self.merchant_id, sku=self.sku, delta=self.delta, reason=self.reason
-        )
+        return adjust_stock(uow, self.context, self.merchant_id, sku=self.sku, delta=self.delta, reason=self.reason)

@@ -10,11 +10,11 @@ from domain.groupcommit.committer import BatchObserver, GroupCommitMetrics, Grou
 from domain.groupcommit.errors import (
     CommitOutcomeUnknownError,
     ConflictRetriesExhaustedError,
-    DuplicateAggregateError,
     GroupCommitError,
     GroupCommitterStoppedError,
     OverloadedError,
 )
+from domain.unit_of_work import DuplicateAggregateError
 
 __all__ = [
     "AggregateCache",

@@ -103,9 +103,7 @@ def run_batch(
             cache.catch_up(app.recorder)
         except Exception as error:  # the store is unreachable: nothing can be decided
             return failed(error)
-        batch_pass, reruns = _run_commands(
-            app, cache, commands, excluded, check_store_on_add=conflict_retries > 0
-        )
+        batch_pass, reruns = _run_commands(app, cache, commands, excluded, check_store_on_add=conflict_retries > 0)
         dirty_reruns += reruns
         try:
             recordings = _save(app, batch_pass.uow)

@@ -9,8 +9,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 
 from domain.groupcommit.cache import AggregateCache
-from domain.groupcommit.errors import DuplicateAggregateError
-from domain.unit_of_work import AggregateMissingError, check_class
+from domain.unit_of_work import AggregateMissingError, DuplicateAggregateError, check_class
 
 A = TypeVar("A", bound=Aggregate)
 

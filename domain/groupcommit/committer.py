@@ -122,9 +122,7 @@ class GroupCommitter:
         self.conflict_retries_max = conflict_retries_max
         self.metrics = GroupCommitMetrics()
         self._on_batch = on_batch
-        self._cache = AggregateCache(
-            cache_size_max, catch_up_notifications_max=catch_up_notifications_max
-        )
+        self._cache = AggregateCache(cache_size_max, catch_up_notifications_max=catch_up_notifications_max)
         self._condition = threading.Condition()
         self._queue: deque[_Job] = deque()
         self._in_flight: list[_Job] = []
@@ -138,9 +136,7 @@ class GroupCommitter:
                 msg = f"group committer {self.name!r} is {self._state.value}; it starts once"
                 raise RuntimeError(msg)
             self._state = _State.RUNNING
-            self._thread = threading.Thread(
-                target=self._work, name=f"groupcommit-{self.name}", daemon=True
-            )
+            self._thread = threading.Thread(target=self._work, name=f"groupcommit-{self.name}", daemon=True)
             self._thread.start()
 
     def stop(self, timeout_seconds: float = 10.0) -> bool:
@@ -290,9 +286,7 @@ class GroupCommitter:
         metrics.batch_size_last = len(report.outcomes)
         metrics.batch_duration_seconds_last = duration_seconds
         metrics.commands_total += len(report.outcomes)
-        metrics.commands_failed_total += sum(
-            isinstance(outcome, Exception) for outcome in report.outcomes
-        )
+        metrics.commands_failed_total += sum(isinstance(outcome, Exception) for outcome in report.outcomes)
         metrics.conflict_retries_total += report.conflict_retries
         metrics.dirty_reruns_total += report.dirty_reruns
         metrics.saves_total += int(report.saved)

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from uuid import UUID
-
-from eventsourcing.persistence import IntegrityError
-
 
 class GroupCommitError(Exception):
     """Base class of the errors raised by the group-commit batcher itself."""
@@ -44,15 +40,3 @@ class ConflictRetriesExhaustedError(GroupCommitError):
     def __init__(self, attempts: int) -> None:
         super().__init__(f"version conflict on every one of {attempts} attempts")
         self.attempts = attempts
-
-
-class DuplicateAggregateError(GroupCommitError, IntegrityError):
-    """A command added an aggregate whose id already exists.
-
-    It is an :class:`~eventsourcing.persistence.IntegrityError`, as when a single
-    ``Application.save`` creates an existing aggregate, so one mapper serves both runners.
-    """
-
-    def __init__(self, aggregate_id: UUID) -> None:
-        super().__init__(f"aggregate {aggregate_id} already exists")
-        self.aggregate_id = aggregate_id

@@ -141,8 +141,7 @@ class Order(DaybookAggregate):
     ) -> None:
         self.merchant_id = merchant_id
         self.lines = tuple(
-            OrderLine(line["sku"], line["quantity"], Money(line["unit_price"], currency))
-            for line in lines
+            OrderLine(line["sku"], line["quantity"], Money(line["unit_price"], currency)) for line in lines
         )
         self.currency = currency
         self.customer_ref = customer_ref
@@ -179,8 +178,7 @@ class Order(DaybookAggregate):
         for line in merged:
             total += line.amount
         stored: list[LineData] = [
-            {"sku": line.sku, "quantity": line.quantity, "unit_price": line.unit_price.amount}
-            for line in merged
+            {"sku": line.sku, "quantity": line.quantity, "unit_price": line.unit_price.amount} for line in merged
         ]
         return cls._create(
             cls.Placed,

@@ -126,9 +126,7 @@ class Payment(DaybookAggregate):
         self.flagged: dict[AnomalyKind, str] = {}
 
     @classmethod
-    def open(
-        cls, merchant_id: UUID, gateway: str, gateway_ref: str, context: CommandContext
-    ) -> Payment:
+    def open(cls, merchant_id: UUID, gateway: str, gateway_ref: str, context: CommandContext) -> Payment:
         """Starts the payment's stream; its id is :func:`domain.gateway.payment_id`."""
         check_text("gateway", gateway, required=True)
         check_text("gateway_ref", gateway_ref, required=True)

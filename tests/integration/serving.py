@@ -69,16 +69,12 @@ class ServeProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        wait_for(
-            self._ready, timeout_s=90, what=f"daybook serve to be ready (log: {self.log_path})"
-        )
+        wait_for(self._ready, timeout_s=90, what=f"daybook serve to be ready (log: {self.log_path})")
 
     def _ready(self) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
-            raise AssertionError(
-                f"daybook serve exited early:\n{self.log_path.read_text()[-4000:]}"
-            )
+            raise AssertionError(f"daybook serve exited early:\n{self.log_path.read_text()[-4000:]}")
         try:
             return httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200
         except httpx.HTTPError:

@@ -18,9 +18,7 @@ def test_created_merchant_has_keys_and_secrets_and_only_key_hashes_are_stored(
     assert all(s.startswith("whsec_") for s in merchant["webhook_secrets"].values())
     key_id, secret = split_key(merchant["api_key"]) or ("", "")
     with psycopg.connect(database_url) as conn:
-        stored = conn.execute(
-            "SELECT secret_sha256 FROM api_keys WHERE key_id = %s", (key_id,)
-        ).fetchone()
+        stored = conn.execute("SELECT secret_sha256 FROM api_keys WHERE key_id = %s", (key_id,)).fetchone()
         dumped = str(conn.execute("SELECT array_agg(a::text) FROM api_keys a").fetchone())
     assert stored is not None
     assert secret not in dumped
@@ -41,12 +39,8 @@ def test_merchant_and_auditor_keys_are_forbidden_on_admin_routes(
         assert response.json()["code"] == "forbidden"
 
 
-def test_unknown_request_fields_are_rejected_with_400(
-    client: TestClient[Any], admin_headers: dict[str, str]
-) -> None:
-    response = client.post(
-        "/v1/admin/merchants", json={"name": "x", "color": "red"}, headers=admin_headers
-    )
+def test_unknown_request_fields_are_rejected_with_400(client: TestClient[Any], admin_headers: dict[str, str]) -> None:
+    response = client.post("/v1/admin/merchants", json={"name": "x", "color": "red"}, headers=admin_headers)
     assert response.status_code == 400
     body = response.json()
     assert body["code"] == "invalid_request"
@@ -59,9 +53,7 @@ def test_empty_name_is_rejected(client: TestClient[Any], admin_headers: dict[str
     assert response.status_code == 400
 
 
-def test_body_over_one_mebibyte_is_413(
-    client: TestClient[Any], admin_headers: dict[str, str]
-) -> None:
+def test_body_over_one_mebibyte_is_413(client: TestClient[Any], admin_headers: dict[str, str]) -> None:
     body = b'{"name": "' + b"x" * (1024 * 1024) + b'"}'
     response = client.post(
         "/v1/admin/merchants",
@@ -112,9 +104,7 @@ def test_rotated_webhook_secret_is_new_and_the_old_one_stays_active(
 def test_rotating_for_an_unknown_merchant_or_gateway_is_rejected(
     client: TestClient[Any], admin_headers: dict[str, str], merchant: dict[str, Any]
 ) -> None:
-    unknown = client.post(
-        f"/v1/admin/merchants/{uuid.uuid4()}/webhook-secrets/stripe/rotate", headers=admin_headers
-    )
+    unknown = client.post(f"/v1/admin/merchants/{uuid.uuid4()}/webhook-secrets/stripe/rotate", headers=admin_headers)
     assert unknown.status_code == 404
     bad_gateway = client.post(
         f"/v1/admin/merchants/{merchant['merchant_id']}/webhook-secrets/paypal/rotate",

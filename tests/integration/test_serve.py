@@ -92,15 +92,11 @@ def test_a_message_sent_to_the_broker_is_processed_by_the_served_worker(
     token = uuid.uuid4().hex
     send(broker, "ping", token)
     client = redis.Redis.from_url(url)
-    wait_for(
-        lambda: client.get(f"daybook:ping:{token}"), timeout_s=30, what="the ping actor to run"
-    )
+    wait_for(lambda: client.get(f"daybook:ping:{token}"), timeout_s=30, what="the ping actor to run")
     broker.close()
 
 
-def test_sigterm_stops_everything_cleanly_and_a_restart_keeps_the_data(
-    served: ServeProcess, serve_dir: Path
-) -> None:
+def test_sigterm_stops_everything_cleanly_and_a_restart_keeps_the_data(served: ServeProcess, serve_dir: Path) -> None:
     admin_key = (serve_dir / ".daybook" / "admin-key").read_text().strip()
     created = _create_merchant(served, admin_key)
     assert created.status_code == 201
@@ -108,9 +104,7 @@ def test_sigterm_stops_everything_cleanly_and_a_restart_keeps_the_data(
     demo_before = _demo(serve_dir)
 
     assert served.stop(signal.SIGTERM) == 0
-    leftovers = subprocess.run(
-        ["pgrep", "-f", str(serve_dir)], capture_output=True, text=True, check=False
-    )
+    leftovers = subprocess.run(["pgrep", "-f", str(serve_dir)], capture_output=True, text=True, check=False)
     assert leftovers.stdout.strip() == ""
 
     served.start()

@@ -207,7 +207,7 @@ class CommerceMachine(RuleBasedStateMachine):
                 for sku, quantity in quantities_by_sku(order.lines).items():
                     reserved_by_sku[sku] += quantity
         for sku, item in self._items().items():
-            item.check_invariants()
+            item.check_holds()
             assert item.reserved == reserved_by_sku[sku]
 
     @invariant()
