@@ -19,7 +19,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import idempotency_store
-from api.auth import Principal
+from api.auth import MERCHANT, Principal
 from api.problems import ApiError
 
 HEADER = b"idempotency-key"
@@ -40,35 +40,29 @@ class IdempotencyMiddleware:
             return
         principal: Principal = scope["user"]
         merchant_id = principal.merchant_id
-        if merchant_id is None:
-            raise ApiError(403, "forbidden", "Idempotency keys belong to merchants.")
+        if principal.role != MERCHANT or merchant_id is None:
+            # Keys belong to the merchant: a refused auditor request must not take one (the guard answers 403).
+            await self.app(scope, receive, send)
+            return
         state = scope["app"].state
         body, receive_again = await _buffer(receive, state.settings.body_size_max_bytes)
-        request_hash = hashlib.sha256(
-            b"%s %s?%s\n%s"
-            % (
-                scope["method"].encode(),
-                scope["path"].encode(),
-                scope.get("query_string", b""),
-                body,
-            )
-        ).digest()
+        body_hash = request_hash(scope["method"], scope["path"], scope.get("query_string", b""), body)
         ttl = timedelta(hours=state.settings.idempotency_ttl_hours)
 
         def claim() -> idempotency_store.StoredRequest | None:
             with state.pool.connection() as conn:
-                if idempotency_store.claim(conn, merchant_id, key, request_hash, ttl):
+                if idempotency_store.claim(conn, merchant_id, key, body_hash, ttl):
                     return None
                 earlier = idempotency_store.find(conn, merchant_id, key)
                 if earlier is None:  # purged between the two statements: claim again
-                    if idempotency_store.claim(conn, merchant_id, key, request_hash, ttl):
+                    if idempotency_store.claim(conn, merchant_id, key, body_hash, ttl):
                         return None
                     raise ApiError(409, "idempotency_key_in_use", "A request with this key is still running.")
                 return earlier
 
         earlier = await anyio.to_thread.run_sync(claim)
         if earlier is not None:
-            await _answer_repeat(earlier, request_hash, send)
+            await _answer_repeat(earlier, body_hash, send)
             return
         await self._run_and_store(scope, receive_again, send, merchant_id, key)
 
@@ -106,7 +100,8 @@ class IdempotencyMiddleware:
             await anyio.to_thread.run_sync(finish)
 
 
-def _request_hash(method: str, path: str, query: bytes, body: bytes) -> bytes:
+def request_hash(method: str, path: str, query: bytes, body: bytes) -> bytes:
+    """What identifies a request for its key: method, path, query and the exact body bytes."""
     return hashlib.sha256(b"%s %s?%s\n%s" % (method.encode(), path.encode(), query, body)).digest()
 
 
@@ -148,8 +143,8 @@ async def _buffer(receive: Receive, size_max: int) -> tuple[bytes, Receive]:
     return body, receive_again
 
 
-async def _answer_repeat(earlier: idempotency_store.StoredRequest, request_hash: bytes, send: Send) -> None:
-    if earlier.request_sha256 != request_hash:
+async def _answer_repeat(earlier: idempotency_store.StoredRequest, body_hash: bytes, send: Send) -> None:
+    if earlier.request_sha256 != body_hash:
         raise ApiError(409, "idempotency_key_reused", "This Idempotency-Key was used with a different request.")
     if earlier.state != "done" or earlier.status_code is None:
         raise ApiError(409, "idempotency_key_in_use", "A request with this key is still running.")

@@ -12,7 +12,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from api import read_store
 from api.auth import merchant_only, merchant_or_auditor
-from api.commands import check_as_of, context_of, merchant_of, run
+from api.commands import POSITION_HEADER, check_as_of, context_of, merchant_of, run
 from api.consistency import wait_for_position
 from api.idempotency import IdempotencyMiddleware
 from api.pagination import check_limit, decode_cursor, encode_cursor
@@ -21,7 +21,7 @@ from api.schemas import EventPage, OrderCreate, OrderPage, OrderRead
 from domain.commands import CancelOrder, PlaceOrder
 from domain.errors import OrderAlreadyExistsError, OrderNotFoundError
 from domain.money import Money
-from domain.orders import OrderLine
+from domain.orders import OrderLine, OrderView, check_order_lines
 
 PROJECTIONS = ("orders",)
 EVENTS_LIMIT_MAX = 1_000
@@ -71,9 +71,7 @@ class OrdersController(Controller):
         except OrderAlreadyExistsError:
             if not key:
                 raise
-            state = request.app.state
-            view = await anyio.to_thread.run_sync(lambda: state.daybook.get_order(merchant_id, order_id))
-            headers = {}
+            view, headers = await _placed_before(request, command)
         return Response(OrderRead.of(view), status_code=201, headers=headers)
 
     @get("/{order_id:uuid}", operation_id="getOrder", guards=[merchant_or_auditor])
@@ -158,17 +156,45 @@ class OrdersController(Controller):
         merchant_id, state = merchant_of(request), request.app.state
         page_size = check_limit(limit, EVENTS_LIMIT_MAX)
         position = decode_cursor(cursor, 1)
-        after_version = int(position[0]) if position else 0
+        after_version = position[0] if position else 0
+        if type(after_version) is not int or after_version < 0:
+            raise ApiError(400, "invalid_request", "The cursor is not one this API returned.")
 
         def page() -> Any:
             with state.pool.connection() as conn:
-                return read_store.stream_events(conn, state.daybook.mapper, order_id, after_version, page_size + 1)
+                mapper = state.daybook.mapper
+                rows = read_store.stream_events(conn, mapper, order_id, after_version, page_size + 1)
+                # Ownership is decided by the stream's first event, whatever page is asked for.
+                first = rows[:1] if after_version == 0 else read_store.stream_events(conn, mapper, order_id, 0, 1)
+                return first, rows
 
-        rows = await anyio.to_thread.run_sync(page)
-        if after_version == 0 and (not rows or rows[0].data.get("merchant_id") != str(merchant_id)):
-            raise ApiError(404, "not_found", "No such order.")
-        if rows and (rows[0].stream_type != "Order" or rows[0].data.get("merchant_id") != str(merchant_id)):
+        first, rows = await anyio.to_thread.run_sync(page)
+        if not first or first[0].stream_type != "Order" or first[0].data.get("merchant_id") != str(merchant_id):
             raise ApiError(404, "not_found", "No such order.")
         more = len(rows) > page_size
         rows = rows[:page_size]
         return EventPage(rows, encode_cursor(rows[-1].version) if more else None)
+
+
+async def _placed_before(request: Request[Any, Any, Any], command: PlaceOrder) -> tuple[OrderView, dict[str, str]]:
+    """The order an earlier run with the same Idempotency-Key placed (its answer was lost, or the key expired).
+
+    Only the same order is an answer: a key reused for another order after its record expired is 409.
+    """
+    state = request.app.state
+
+    def load() -> tuple[OrderView, int]:
+        view = state.daybook.get_order(command.merchant_id, command.order_id)
+        return view, state.daybook.recorder.max_notification_id() or 0
+
+    view, position = await anyio.to_thread.run_sync(load)
+    held_for_seconds = (view.hold_expires_at - view.created_at).total_seconds()
+    same = (
+        view.currency == command.currency
+        and view.customer_ref == command.customer_ref
+        and list(view.lines) == check_order_lines(command.lines, command.currency)
+        and abs(held_for_seconds - command.hold_seconds) < 1
+    )
+    if not same:
+        raise ApiError(409, "idempotency_key_reused", "This Idempotency-Key already placed a different order.")
+    return view, {POSITION_HEADER: str(position)}

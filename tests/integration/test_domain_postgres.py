@@ -91,8 +91,7 @@ def stored_versions(database_url: str, originator_id: UUID) -> list[int]:
     """The versions stored in ``daybook_events`` for one stream, read with plain SQL."""
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
-            "SELECT originator_version FROM daybook_events"
-            " WHERE originator_id = %s ORDER BY originator_version",
+            "SELECT originator_version FROM daybook_events WHERE originator_id = %s ORDER BY originator_version",
             (originator_id,),
         ).fetchall()
     return [row[0] for row in rows]
@@ -214,9 +213,7 @@ def test_stock_orders_cancellation_and_capture_on_postgres_replay_to_the_live_vi
     assert (released.on_hand, released.reserved) == (10, 0)
 
     paid_id = uuid4()
-    to_pay = app.place_order(
-        CONTEXT, merchant_id, order_id=paid_id, lines=[OrderLine(SKU, 2, PRICE)], currency="EUR"
-    )
+    to_pay = app.place_order(CONTEXT, merchant_id, order_id=paid_id, lines=[OrderLine(SKU, 2, PRICE)], currency="EUR")
     outcome = app.apply_gateway_event(
         CONTEXT, merchant_id, capture(paid_id, to_pay.total.amount, gateway_ref="pi_1", event_id="e1")
     )
@@ -401,9 +398,7 @@ def test_two_group_committers_on_two_instances_never_oversell_one_sku(
     open_daybook().receive_stock(CONTEXT, merchant_id, SKU, 30)
     # Each conflict a batch meets is one hold the other committer committed after this
     # batch loaded the item, so 30 stock units bound the retries any batch can need.
-    committers = [
-        start_committer(open_daybook(), name=f"pg-{n}", conflict_retries_max=40) for n in (1, 2)
-    ]
+    committers = [start_committer(open_daybook(), name=f"pg-{n}", conflict_retries_max=40) for n in (1, 2)]
     # The first batch of each committer holds stock, then waits for the other's: both
     # batches were built on the same version of the item, so one save must conflict.
     both_loaded = threading.Barrier(2)
@@ -448,12 +443,9 @@ def test_the_daybook_env_never_creates_tables_and_the_app_runs_on_the_migrated_s
     level = app.receive_stock(CONTEXT, merchant_id, SKU, 4)
 
     with psycopg.connect(database_url) as conn:
-        migrated = conn.execute(
-            "SELECT count(*) FROM schema_migrations WHERE version = '0001_event_store'"
-        ).fetchone()
+        migrated = conn.execute("SELECT count(*) FROM schema_migrations WHERE version = '0001_event_store'").fetchone()
         topics = conn.execute(
-            "SELECT topic FROM daybook_events WHERE originator_id = %s"
-            " ORDER BY originator_version",
+            "SELECT topic FROM daybook_events WHERE originator_id = %s ORDER BY originator_version",
             (level.id,),
         ).fetchall()
     assert migrated == (1,)
@@ -484,6 +476,4 @@ def test_on_an_unmigrated_database_the_app_creates_no_table_and_its_commands_fai
         assert table == (None,)
     finally:
         with psycopg.connect(servers.admin_database_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
