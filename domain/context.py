@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,11 +15,25 @@ class CommandContext:
         request_id: the HTTP request id, or a job/run id for background work.
         causation_id: what caused this command, if anything (a gateway event id, an
             inbox row id, the order whose payment triggered a stock commit).
+        occurred_at: when the command ran: every event it records carries this one
+            timestamp, so the aggregates it touched agree on the instant (``as_of``
+            reads see all of a command or none of it). Set by :meth:`stamped`.
     """
 
     actor: str
     request_id: str
     causation_id: str | None = None
+    occurred_at: datetime | None = None
+
+    @property
+    def instant(self) -> datetime:
+        """``occurred_at`` of a stamped context (a programming error otherwise)."""
+        assert self.occurred_at is not None, "a command stamps its context before it records"
+        return self.occurred_at
+
+    def stamped(self) -> CommandContext:
+        """This context at the current instant (commands call it once as they start)."""
+        return replace(self, occurred_at=datetime.now(UTC))
 
     def metadata(self) -> dict[str, str]:
         """The event metadata dict stored on every event this command triggers."""

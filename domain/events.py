@@ -67,7 +67,13 @@ class DaybookAggregate(Aggregate):
         return self.modified_on
 
     def _record(self, event_class: type[DaybookEvent], context: CommandContext, **fields: Any) -> None:
-        self.trigger_event(event_class, merchant_id=self.merchant_id, metadata=context.metadata(), **fields)
+        self.trigger_event(
+            event_class,
+            timestamp=context.occurred_at,
+            merchant_id=self.merchant_id,
+            metadata=context.metadata(),
+            **fields,
+        )
 
 
 def event_type(event: DaybookEvent) -> str:

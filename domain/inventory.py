@@ -175,6 +175,7 @@ class InventoryItem(DaybookAggregate):
             id=inventory_item_id(merchant_id, sku),
             merchant_id=merchant_id,
             metadata=context.metadata(),
+            timestamp=context.occurred_at,
             sku=sku,
         )
 

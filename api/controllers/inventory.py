@@ -10,6 +10,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from api import read_store
+from api.bodies import strict_body
 from api.auth import merchant_only, merchant_or_auditor
 from api.commands import check_as_of, check_sku, context_of, merchant_of, run
 from api.consistency import wait_for_position
@@ -35,6 +36,7 @@ class InventoryController(Controller):
         self, request: Request[Any, Any, Any], sku: FromPath[str], data: JSONBody[ReceiptCreate]
     ) -> Response[LevelRead]:
         """Records units received; creates the SKU on its first receipt."""
+        data = await strict_body(request, ReceiptCreate)
         command = ReceiveStock(context_of(request), merchant_of(request), check_sku(sku), data.quantity, data.reference)
         level, headers = await run(request, command)
         return Response(LevelRead.of(level), status_code=201, headers=headers)
@@ -49,6 +51,7 @@ class InventoryController(Controller):
         self, request: Request[Any, Any, Any], sku: FromPath[str], data: JSONBody[AdjustmentCreate]
     ) -> Response[LevelRead]:
         """Corrects on-hand stock; never below what is reserved (409 ``insufficient_stock``)."""
+        data = await strict_body(request, AdjustmentCreate)
         if data.delta == 0:
             raise ApiError(400, "invalid_request", "delta must not be 0.")
         command = AdjustStock(context_of(request), merchant_of(request), check_sku(sku), data.delta, data.reason)

@@ -11,6 +11,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from api import read_store
+from api.bodies import strict_body
 from api.auth import merchant_only, merchant_or_auditor
 from api.commands import POSITION_HEADER, check_as_of, context_of, merchant_of, run
 from api.consistency import wait_for_position
@@ -50,6 +51,7 @@ class OrdersController(Controller):
     @post("/", operation_id="placeOrder", status_code=201, guards=[merchant_only])
     async def place(self, request: Request[Any, Any, Any], data: JSONBody[OrderCreate]) -> Response[OrderRead]:
         """Places an order holding stock for every line, all or nothing (409 ``out_of_stock``)."""
+        data = await strict_body(request, OrderCreate)
         merchant_id = merchant_of(request)
         key = request.headers.get("idempotency-key")
         order_id = uuid.uuid5(ORDER_ID_NAMESPACE, f"{merchant_id}:{key}") if key else uuid.uuid4()

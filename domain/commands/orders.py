@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from domain.commands.stock import find_item
@@ -98,12 +98,13 @@ def place_order(
         OrderAlreadyExistsError: ``order_id`` is taken.
         InvalidCommandError: bad lines, ``hold_seconds`` or ``customer_ref``.
     """
+    context = context.stamped()
     merged = check_order_lines(lines, currency)
     check_amount("hold_seconds", hold_seconds, minimum=HOLD_SECONDS_MIN)
     if hold_seconds > HOLD_SECONDS_MAX:
         raise InvalidCommandError("hold_seconds", f"{hold_seconds} is above {HOLD_SECONDS_MAX}")
     check_text("customer_ref", customer_ref, required=False)
-    now = check_aware("now", now) if now is not None else datetime.now(UTC)
+    now = check_aware("now", now) if now is not None else context.instant
     quantities = quantities_by_sku(merged)
     items, shortages = find_shortages(uow, merchant_id, quantities)
     if shortages:
@@ -136,6 +137,7 @@ def cancel_order(uow: UnitOfWork, context: CommandContext, merchant_id: UUID, *,
         OrderNotFoundError: no such order for this merchant.
         InvalidStateError: the order is paid, expired, refunded…
     """
+    context = context.stamped()
     order = get_order(uow, merchant_id, order_id)
     if order.cancel(context):
         release_holds(uow, context, order, reason="cancelled")
@@ -166,7 +168,8 @@ def expire_order(
     Raises:
         OrderNotFoundError: no such order for this merchant.
     """
-    now = check_aware("now", now) if now is not None else datetime.now(UTC)
+    context = context.stamped()
+    now = check_aware("now", now) if now is not None else context.instant
     order = get_order(uow, merchant_id, order_id)
     expired = order.expire(now, context)
     if expired:

@@ -8,7 +8,7 @@ nothing, and a fact that arrives after the order was placed heals an earlier mis
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from uuid import UUID
 
 from domain.commands.orders import find_order, find_shortages
@@ -60,8 +60,9 @@ def apply_gateway_event(
     Raises:
         InvalidCommandError: a malformed fact (nothing is recorded).
     """
+    context = context.stamped()
     check_gateway_event(fact)
-    now = check_aware("now", now) if now is not None else datetime.now(UTC)
+    now = check_aware("now", now) if now is not None else context.instant
     payment = uow.find(payment_id(merchant_id, fact.gateway, fact.gateway_ref), Payment)
     changed = payment is None
     if payment is None:

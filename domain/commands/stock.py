@@ -37,6 +37,7 @@ def receive_stock(
     Raises:
         InvalidCommandError: bad SKU, quantity below 1, or bad reference.
     """
+    context = context.stamped()
     check_sku(sku)
     check_amount("quantity", quantity, minimum=1)
     check_text("reference", reference, required=False)
@@ -64,6 +65,7 @@ def adjust_stock(
         InsufficientStockError: ``on_hand`` would drop below ``reserved``.
         InvalidCommandError: bad SKU, a zero delta, or a missing reason.
     """
+    context = context.stamped()
     check_sku(sku)
     item = find_item(uow, merchant_id, sku)
     if item is None:

@@ -185,6 +185,7 @@ class Order(DaybookAggregate):
             id=order_id,
             merchant_id=merchant_id,
             metadata=context.metadata(),
+            timestamp=context.occurred_at,
             lines=stored,
             currency=currency,
             customer_ref=customer_ref,

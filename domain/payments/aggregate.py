@@ -135,6 +135,7 @@ class Payment(DaybookAggregate):
             id=payment_id(merchant_id, gateway, gateway_ref),
             merchant_id=merchant_id,
             metadata=context.metadata(),
+            timestamp=context.occurred_at,
             gateway=gateway,
             gateway_ref=gateway_ref,
         )

@@ -714,3 +714,21 @@ def test_order_body_over_one_mebibyte_is_413(
     headers = {**merchant_headers, "Content-Type": "application/json", **extra}
     _problem(client.post("/v1/orders", content=body, headers=headers), 413, "payload_too_large")
     assert _level_now(client, merchant_headers, sku) == (1, 0, 1)
+
+
+@pytest.mark.parametrize(
+    ("field_path", "value"),
+    [(("lines", 0, "quantity"), "2"), (("lines", 0, "unit_price", "amount"), "500"), (("hold_seconds",), "900")],
+)
+def test_numbers_sent_as_strings_are_rejected_not_coerced(
+    client: TestClient[Any], merchant_headers: dict[str, str], field_path: tuple[Any, ...], value: str
+) -> None:
+    body = _order(_sku(), 1)
+    body.setdefault("hold_seconds", 900)
+    target: Any = body
+    for step in field_path[:-1]:
+        target = target[step]
+    target[field_path[-1]] = value
+    response = client.post("/v1/orders", json=body, headers=merchant_headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "invalid_request"

@@ -241,3 +241,22 @@ def test_times_are_formatted_as_rfc3339_utc():
     assert format_time(moment) == "2025-01-31T09:30:00.000000Z"
     with pytest.raises(ValueError, match="naive"):
         format_time(datetime(2025, 1, 31))  # noqa: DTZ001
+
+
+def test_every_event_of_one_command_carries_one_timestamp(app: Daybook, merchant_id: UUID):
+    app.receive_stock(CONTEXT, merchant_id, "SKU-T", 5)
+    order_id = place(app, merchant_id, "SKU-T", 2)
+    placed = app.history(order_id)[0]
+    held = app.history(inventory_item_id(merchant_id, "SKU-T"))[-1]
+    assert type(held).__qualname__ == "InventoryItem.StockHeld"
+    assert placed.timestamp == held.timestamp
+    # So a level read as of the instant the order was created shows its hold.
+    level = app.get_inventory_level(merchant_id, "SKU-T", as_of=placed.timestamp)
+    assert level.reserved == 2
+
+
+def test_a_hold_expires_exactly_hold_seconds_after_the_order_was_placed(app: Daybook, merchant_id: UUID):
+    app.receive_stock(CONTEXT, merchant_id, "SKU-E", 5)
+    line = OrderLine("SKU-E", 1, Money(100, "EUR"))
+    order = app.place_order(CONTEXT, merchant_id, order_id=uuid4(), lines=[line], currency="EUR", hold_seconds=60)
+    assert (order.hold_expires_at - order.created_at).total_seconds() == 60
