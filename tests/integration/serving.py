@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -98,3 +98,69 @@ class ServeProcess:
         config = (self.directory / ".daybook" / "redis" / "redis.conf").read_text().splitlines()
         port = next(line.split()[1] for line in config if line.startswith("port "))
         return f"redis://127.0.0.1:{port}/0"
+
+
+API_ADMIN_KEY = "dbk_admin_api_process_test_key"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ApiProcess:
+    """``python -m daybook api`` on the session's servers, as compose runs it."""
+
+    def __init__(self, database_url: str, redis_url: str, log_path: Path) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        env = {
+            **os.environ,
+            "DAYBOOK_DATABASE_URL": database_url,
+            "DAYBOOK_REDIS_URL": redis_url,
+            "DAYBOOK_ADMIN_KEY": API_ADMIN_KEY,
+            "DAYBOOK_RATE_LIMIT_PER_MINUTE": "1000000",
+            "DAYBOOK_LOG_LEVEL": "WARNING",
+        }
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "daybook", "api", "--port", str(self.port)],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for(self._up, timeout_s=30, what=f"daybook api to answer (log: {log_path})")
+
+    def _up(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"daybook api exited early:\n{self.log_path.read_text()[-4000:]}")
+        try:
+            return httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def create_merchant(self, name: str = "Test merchant") -> dict[str, Any]:
+        """A merchant made through the admin endpoint, with its keys."""
+        response = httpx.post(
+            f"{self.base_url}/v1/admin/merchants",
+            json={"name": name},
+            headers={"Authorization": f"Bearer {API_ADMIN_KEY}"},
+            timeout=10,
+        )
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not stop."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown hook runs, in-flight batches die mid-way."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)

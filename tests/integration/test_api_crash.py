@@ -7,11 +7,7 @@ application must show, for every attempt, either an order AND its hold or neithe
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -27,10 +23,9 @@ from daybook.settings import Settings
 from domain.application import Daybook
 from domain.inventory import InventoryItem, inventory_item_id
 from domain.orders import Order
-from tests.integration.serving import free_port, wait_for
+from tests.integration.serving import ApiProcess
 
 ROOT = Path(__file__).resolve().parents[2]
-ADMIN_KEY = "dbk_admin_crash_test_key"
 BUYERS = 24
 ACKNOWLEDGED_BEFORE_KILL = 200
 
@@ -45,45 +40,6 @@ class Attempt:
     order_id: str | None = None
 
 
-class ApiProcess:
-    """``python -m daybook api`` on the session's servers."""
-
-    def __init__(self, database_url: str, redis_url: str, log_path: Path) -> None:
-        self.base_url = f"http://127.0.0.1:{free_port()}"
-        self.log_path = log_path
-        env = {
-            **os.environ,
-            "DAYBOOK_DATABASE_URL": database_url,
-            "DAYBOOK_REDIS_URL": redis_url,
-            "DAYBOOK_ADMIN_KEY": ADMIN_KEY,
-            "DAYBOOK_RATE_LIMIT_PER_MINUTE": "1000000",
-            "DAYBOOK_LOG_LEVEL": "WARNING",
-        }
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "daybook", "api", "--port", self.base_url.rsplit(":", 1)[1]],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for(self._up, timeout_s=30, what=f"daybook api to answer (log: {log_path})")
-
-    def _up(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"daybook api exited early:\n{self.log_path.read_text()[-4000:]}")
-        try:
-            return httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def kill(self) -> None:
-        """``kill -9``: no shutdown hook runs, in-flight batches die mid-way."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-
 @pytest.fixture
 def api(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[ApiProcess]:
     process = ApiProcess(database_url, redis_url, tmp_path / "api.log")
@@ -94,15 +50,9 @@ def api(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[ApiProces
 def test_kill_9_under_load_loses_no_acknowledged_order_and_leaves_no_hold_without_its_order(
     api: ApiProcess, database_url: str, settings: Settings
 ) -> None:
-    created = httpx.post(
-        f"{api.base_url}/v1/admin/merchants",
-        json={"name": "Crash merchant"},
-        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        timeout=10,
-    )
-    assert created.status_code == 201, created.text
-    merchant_id = uuid.UUID(created.json()["merchant_id"])
-    headers = {"Authorization": f"Bearer {created.json()['api_key']}"}
+    created = api.create_merchant("Crash merchant")
+    merchant_id = uuid.UUID(created["merchant_id"])
+    headers = {"Authorization": f"Bearer {created['api_key']}"}
     sku = f"CRASH-{uuid.uuid4().hex[:8]}"
     stock = 1_000_000
     received = httpx.post(

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import uuid
 from collections import Counter
@@ -20,67 +16,12 @@ from daybook.database import eventsourcing_env
 from daybook.settings import Settings
 from domain.application import Daybook
 from domain.inventory import InventoryItem, inventory_item_id
-from tests.integration.serving import free_port, wait_for
+from tests.integration.serving import ApiProcess
 
 ROOT = Path(__file__).resolve().parents[2]
-ADMIN_KEY = "dbk_admin_hot_sku_test_key"
 STOCK = 1_000
 BUYERS = 200
 ATTEMPTS = 1_400
-
-
-class ApiProcess:
-    """``python -m daybook api`` on the session's servers, as compose runs it."""
-
-    def __init__(self, database_url: str, redis_url: str, log_path: Path) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        env = {
-            **os.environ,
-            "DAYBOOK_DATABASE_URL": database_url,
-            "DAYBOOK_REDIS_URL": redis_url,
-            "DAYBOOK_ADMIN_KEY": ADMIN_KEY,
-            "DAYBOOK_RATE_LIMIT_PER_MINUTE": "1000000",
-            "DAYBOOK_LOG_LEVEL": "WARNING",
-        }
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "daybook", "api", "--port", str(self.port)],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for(self._up, timeout_s=30, what=f"daybook api to answer (log: {log_path})")
-
-    def _up(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"daybook api exited early:\n{self.log_path.read_text()[-4000:]}")
-        try:
-            return httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def create_merchant(self) -> dict[str, Any]:
-        response = httpx.post(
-            f"{self.base_url}/v1/admin/merchants",
-            json={"name": "Hot SKU merchant"},
-            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-            timeout=10,
-        )
-        assert response.status_code == 201, response.text
-        created: dict[str, Any] = response.json()
-        return created
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
 
 
 @pytest.fixture
