@@ -30,20 +30,21 @@ from eventsourcing.persistence import IntegrityError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Figures, api_process, bench_servers, create_merchant  # noqa: E402
-from daybook.database import eventsourcing_env  # noqa: E402
-from daybook.settings import Settings  # noqa: E402
-from domain.application import Daybook  # noqa: E402
-from domain.commands import PlaceOrder  # noqa: E402
-from domain.context import CommandContext  # noqa: E402
-from domain.errors import OutOfStockError  # noqa: E402
-from domain.groupcommit import GroupCommitter  # noqa: E402
-from domain.money import Money  # noqa: E402
-from domain.orders import OrderLine  # noqa: E402
+from bench.common import Figures, api_process, bench_servers, create_merchant
+from daybook.database import eventsourcing_env
+from daybook.settings import Settings
+from domain.application import Daybook
+from domain.commands import PlaceOrder
+from domain.context import CommandContext
+from domain.errors import OutOfStockError
+from domain.groupcommit import GroupCommitter
+from domain.money import Money
+from domain.orders import OrderLine
 
 STOCK = 1_000_000_000
 CONTEXT = CommandContext(actor="bench", request_id="bench")
 LINE = (OrderLine("HOT-1", 1, Money(500, "EUR")),)
+ORDER_BODY = '{"lines":[{"sku":"{sku}","quantity":1,"unit_price":{"amount":500,"currency":"EUR"}}],"currency":"EUR"}'
 
 
 def check_replayed(database_url: str, merchant_id: uuid.UUID, held_by_sku: Counter[str]) -> str:
@@ -53,7 +54,8 @@ def check_replayed(database_url: str, merchant_id: uuid.UUID, held_by_sku: Count
         for sku, held in held_by_sku.items():
             level = app.get_inventory_level(merchant_id, sku)
             if level.reserved != held or level.reserved > level.on_hand:
-                return f"OVERSOLD/MISMATCH {sku}: reserved {level.reserved}, acknowledged {held}, on hand {level.on_hand}"
+                found = f"reserved {level.reserved}, acknowledged {held}, on hand {level.on_hand}"
+                return f"OVERSOLD/MISMATCH {sku}: {found}"
         return f"no oversell: reserved == acknowledged holds on {len(held_by_sku)} SKU(s)"
     finally:
         app.close()
@@ -185,10 +187,7 @@ async def http_load(
         async def client() -> None:
             while time.monotonic() < deadline:
                 sku = pick_sku()  # type: ignore[operator]
-                body = (
-                    '{"lines":[{"sku":"%s","quantity":1,"unit_price":{"amount":500,"currency":"EUR"}}],'
-                    '"currency":"EUR"}' % sku
-                )
+                body = ORDER_BODY.replace("{sku}", sku)
                 started = time.perf_counter()
                 async with session.post("/v1/orders", data=body) as response:
                     await response.read()
@@ -267,7 +266,8 @@ def main() -> None:
     base, row = results[0].per_second, results[1].per_second
     print("\nratios:")
     for figures in results[1:]:
-        print(f"  {figures.name:<44} {figures.per_second / base:>8.1f}x naive   {figures.per_second / row:>6.1f}x row lock")
+        ratio_naive, ratio_row = figures.per_second / base, figures.per_second / row
+        print(f"  {figures.name:<44} {ratio_naive:>8.1f}x naive   {ratio_row:>6.1f}x row lock")
 
 
 if __name__ == "__main__":

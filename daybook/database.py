@@ -7,6 +7,7 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
+from daybook import event_store
 from daybook.settings import Settings
 
 APPLICATION_NAME = "daybook"
@@ -62,4 +63,5 @@ def eventsourcing_env(database_url: str, settings: Settings, *, pool_size: int =
         # operations that fail on a dropped connection.
         "POSTGRES_PRE_PING": "n",
         "CREATE_TABLE": "n",
+        "APPLICATION_RECORDER_TOPIC": event_store.TOPIC,
     }

@@ -10,8 +10,8 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from api import read_store
-from api.bodies import strict_body
 from api.auth import merchant_only, merchant_or_auditor
+from api.bodies import strict_body
 from api.commands import check_as_of, check_sku, context_of, merchant_of, run
 from api.consistency import wait_for_position
 from api.idempotency import IdempotencyMiddleware
