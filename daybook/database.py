@@ -64,4 +64,5 @@ def eventsourcing_env(database_url: str, settings: Settings, *, pool_size: int =
         "POSTGRES_PRE_PING": "n",
         "CREATE_TABLE": "n",
         "APPLICATION_RECORDER_TOPIC": event_store.TOPIC,
+        "MAPPER_TOPIC": event_store.MAPPER_TOPIC,
     }
