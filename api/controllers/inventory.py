@@ -5,21 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import anyio.to_thread
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from api import read_store
 from api.auth import merchant_only, merchant_or_auditor
 from api.bodies import strict_body
-from api.commands import check_as_of, check_sku, context_of, merchant_of, run
-from api.consistency import wait_for_position
+from api.commands import check_sku, context_of, merchant_of, run
 from api.idempotency import IdempotencyMiddleware
-from api.pagination import check_limit, decode_cursor, encode_cursor
+from api.pagination import check_limit, decode_cursor
 from api.problems import ApiError
+from api.reads import read_one, read_page
 from api.schemas import AdjustmentCreate, LevelPage, LevelRead, ReceiptCreate
 from domain.commands import AdjustStock, ReceiveStock
-from domain.errors import InventoryItemNotFoundError
 
 PROJECTIONS = ("inventory_levels",)
 
@@ -67,24 +65,14 @@ class InventoryController(Controller):
     ) -> LevelRead:
         """The level of one SKU, now or (``?as_of=``) as it was then, replayed from events."""
         merchant_id, sku = merchant_of(request), check_sku(sku)
-        state = request.app.state
-        if as_of is None:
-            await wait_for_position(state, request.headers.get("x-daybook-min-position"), PROJECTIONS)
-
-            def from_read_model() -> LevelRead | None:
-                with state.pool.connection() as conn:
-                    return read_store.level(conn, merchant_id, sku)
-
-            found = await anyio.to_thread.run_sync(from_read_model)
-            if found is not None:
-                return found
-        # Not projected yet (or a past instant): the event stream is the truth.
-        when = check_as_of(as_of)
-        try:
-            replayed = await anyio.to_thread.run_sync(lambda: state.daybook.get_inventory_level(merchant_id, sku, when))
-        except InventoryItemNotFoundError as error:
-            raise ApiError(404, "not_found", f"No stock of {sku} was recorded.") from error
-        return LevelRead.of(replayed)
+        daybook = request.app.state.daybook
+        return await read_one(
+            request,
+            PROJECTIONS,
+            as_of,
+            lambda conn: read_store.level(conn, merchant_id, sku),
+            lambda when: LevelRead.of(daybook.get_inventory_level(merchant_id, sku, when)),
+        )
 
     @get("/", operation_id="listInventoryLevels", guards=[merchant_or_auditor])
     async def levels(
@@ -97,14 +85,11 @@ class InventoryController(Controller):
         merchant_id, page_size = merchant_of(request), check_limit(limit)
         after = decode_cursor(cursor, 1)
         after_sku = str(after[0]) if after else ""
-        state = request.app.state
-        await wait_for_position(state, request.headers.get("x-daybook-min-position"), PROJECTIONS)
-
-        def page() -> list[LevelRead]:
-            with state.pool.connection() as conn:
-                return read_store.levels(conn, merchant_id, after_sku, page_size + 1)
-
-        rows = await anyio.to_thread.run_sync(page)
-        more = len(rows) > page_size
-        rows = rows[:page_size]
-        return LevelPage(rows, encode_cursor(rows[-1].sku) if more else None)
+        rows, next_cursor = await read_page(
+            request,
+            PROJECTIONS,
+            page_size,
+            lambda conn, size: read_store.levels(conn, merchant_id, after_sku, size),
+            lambda level: (level.sku,),
+        )
+        return LevelPage(rows, next_cursor)

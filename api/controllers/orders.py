@@ -13,14 +13,14 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from api import read_store
 from api.auth import merchant_only, merchant_or_auditor
 from api.bodies import strict_body
-from api.commands import POSITION_HEADER, check_as_of, context_of, merchant_of, run
-from api.consistency import wait_for_position
+from api.commands import POSITION_HEADER, context_of, merchant_of, run
 from api.idempotency import IdempotencyMiddleware
 from api.pagination import check_limit, decode_cursor, encode_cursor
 from api.problems import ApiError
+from api.reads import read_one, read_page
 from api.schemas import EventPage, OrderCreate, OrderPage, OrderRead
 from domain.commands import CancelOrder, PlaceOrder
-from domain.errors import OrderAlreadyExistsError, OrderNotFoundError
+from domain.errors import OrderAlreadyExistsError
 from domain.money import Money
 from domain.orders import OrderLine, OrderView, check_order_lines
 
@@ -84,23 +84,14 @@ class OrdersController(Controller):
         as_of: FromQuery[datetime | None] = None,
     ) -> OrderRead:
         """The order, now or (``?as_of=``) as it was then, replayed from events."""
-        merchant_id, state = merchant_of(request), request.app.state
-        if as_of is None:
-            await wait_for_position(state, request.headers.get("x-daybook-min-position"), PROJECTIONS)
-
-            def from_read_model() -> OrderRead | None:
-                with state.pool.connection() as conn:
-                    return read_store.order(conn, merchant_id, order_id)
-
-            found = await anyio.to_thread.run_sync(from_read_model)
-            if found is not None:
-                return found
-        when = check_as_of(as_of)
-        try:
-            view = await anyio.to_thread.run_sync(lambda: state.daybook.get_order(merchant_id, order_id, when))
-        except OrderNotFoundError as error:
-            raise ApiError(404, "not_found", "No such order.") from error
-        return OrderRead.of(view)
+        merchant_id, daybook = merchant_of(request), request.app.state.daybook
+        return await read_one(
+            request,
+            PROJECTIONS,
+            as_of,
+            lambda conn: read_store.order(conn, merchant_id, order_id),
+            lambda when: OrderRead.of(daybook.get_order(merchant_id, order_id, when)),
+        )
 
     @get("/", operation_id="listOrders", guards=[merchant_or_auditor])
     async def list_orders(
@@ -111,7 +102,7 @@ class OrdersController(Controller):
         cursor: FromQuery[str | None] = None,
     ) -> OrderPage:
         """Orders in creation order, optionally of one status, a page at a time."""
-        merchant_id, page_size, state = merchant_of(request), check_limit(limit), request.app.state
+        merchant_id, page_size = merchant_of(request), check_limit(limit)
         position = decode_cursor(cursor, 2)
         try:
             after = (
@@ -121,16 +112,13 @@ class OrdersController(Controller):
             )
         except (TypeError, ValueError) as error:
             raise ApiError(400, "invalid_request", "The cursor is not one this API returned.") from error
-        await wait_for_position(state, request.headers.get("x-daybook-min-position"), PROJECTIONS)
-
-        def page() -> list[OrderRead]:
-            with state.pool.connection() as conn:
-                return read_store.orders(conn, merchant_id, status, after, page_size + 1)
-
-        rows = await anyio.to_thread.run_sync(page)
-        more = len(rows) > page_size
-        rows = rows[:page_size]
-        next_cursor = encode_cursor(rows[-1].created_at.isoformat(), str(rows[-1].id)) if more else None
+        rows, next_cursor = await read_page(
+            request,
+            PROJECTIONS,
+            page_size,
+            lambda conn, size: read_store.orders(conn, merchant_id, status, after, size),
+            lambda order: (order.created_at.isoformat(), str(order.id)),
+        )
         return OrderPage(rows, next_cursor)
 
     @post(
