@@ -19,15 +19,20 @@ from api.controllers.admin import AdminController
 from api.controllers.health import HealthController
 from api.controllers.inventory import InventoryController
 from api.controllers.orders import OrdersController
+from api.controllers.payments import PaymentsController, ReconciliationController
+from api.controllers.webhooks import webhooks_router
 from api.domain_errors import domain_exception_handlers
+from api.inbox_store import InboxWriter, SecretsCache
 from api.metrics import observe_batch, track_queue_depth
 from api.problems import exception_handlers
+from api.rate_limit import RateLimiter
 from api.request_id import add_request_id_header
 from daybook.database import connection_pool, eventsourcing_env
 from daybook.logs import configure_logging
 from daybook.settings import Settings
 from domain.application import Daybook
 from domain.groupcommit import GroupCommitter
+from workers.broker import make_broker
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +66,9 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
         )
         committer.start()
         track_queue_depth(committer.queue_depth)
+        broker = make_broker(redis_url)
+        inbox_writer = InboxWriter(database_url, settings, redis_url, broker)
+        await inbox_writer.start()
         app.state.update(
             settings=settings,
             pool=pool,
@@ -68,10 +76,16 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             daybook=daybook,
             committer=committer,
             key_resolver=KeyResolver(pool, settings.admin_key),
+            rate_limiter=RateLimiter(settings.rate_limit_per_minute),
+            broker=broker,
+            webhook_secrets=SecretsCache(pool),
+            inbox_writer=inbox_writer,
         )
         try:
             yield
         finally:
+            await inbox_writer.stop()
+            broker.close()
             committer.stop(timeout_seconds=10.0)
             daybook.close()
             redis_client.close()
@@ -85,6 +99,9 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             MetricsController,
             InventoryController,
             OrdersController,
+            PaymentsController,
+            ReconciliationController,
+            webhooks_router(settings),
         ],
         lifespan=[lifespan],
         state=State({"settings": settings}),

@@ -151,3 +151,51 @@ class EventPage(msgspec.Struct):
 
     data: list[EventRead]
     next_cursor: str | None
+
+
+# --- Payments, reconciliation and webhooks ----------------------------------------------
+
+
+class PaymentRead(msgspec.Struct):
+    """A payment; amounts are integer minor units of ``currency``."""
+
+    id: uuid.UUID
+    order_id: uuid.UUID | None
+    gateway: str
+    gateway_ref: str
+    status: str
+    amount_authorized: int
+    amount_captured: int
+    amount_refunded: int
+    currency: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class PaymentPage(msgspec.Struct):
+    """A page of payments."""
+
+    data: list[PaymentRead]
+    next_cursor: str | None
+
+
+class IssueRead(msgspec.Struct, omit_defaults=True):
+    """Something to reconcile; ``order_id`` / ``payment_id`` are left out when unknown."""
+
+    kind: str
+    detail: str
+    order_id: uuid.UUID | None = None
+    payment_id: uuid.UUID | None = None
+
+
+class IssuePage(msgspec.Struct):
+    """A page of reconciliation issues."""
+
+    data: list[IssueRead]
+    next_cursor: str | None
+
+
+class WebhookAck(msgspec.Struct):
+    """The answer to a webhook delivery: ``accepted``, ``duplicate`` or ``ignored``."""
+
+    status: str

@@ -22,6 +22,7 @@ from domain.application import Daybook
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
 from workers.broker import make_broker, send
+from workers.inbox import SWEEP_ACTOR
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,10 @@ class PeriodicJob:
 
 def scheduled_jobs(settings: Settings) -> list[PeriodicJob]:
     """The periodic jobs and their intervals."""
-    return [PeriodicJob("expire_holds", settings.hold_expiry_interval_seconds)]
+    return [
+        PeriodicJob("expire_holds", settings.hold_expiry_interval_seconds),
+        PeriodicJob(SWEEP_ACTOR, settings.inbox_sweep_interval_seconds),
+    ]
 
 
 def run_scheduler(broker: dramatiq.Broker, jobs: list[PeriodicJob], stop: threading.Event) -> None:

@@ -22,6 +22,7 @@ from domain.application import Daybook
 from domain.groupcommit import GroupCommitter
 from workers.broker import MAX_RETRIES, TIME_LIMIT_MS, make_broker
 from workers.holds import expire_due_holds
+from workers.inbox import PROCESS_ACTOR, SWEEP_ACTOR, process_rows, sweep_pending
 
 _REDIS_URL = os.environ["DAYBOOK_REDIS_URL"]
 dramatiq.set_broker(make_broker(_REDIS_URL))
@@ -70,3 +71,31 @@ def expire_holds() -> None:
     with _lock:
         pool, committer = _pool(), _committer()
     expire_due_holds(pool, committer)
+
+
+# A message is retried while its rows fail transiently; the sweeper re-sends rows whose
+# message ran out of retries, and a row is parked after workers.inbox.ATTEMPTS_MAX.
+INBOX_RETRIES_MAX = 10
+INBOX_TIME_LIMIT_MS = 60_000
+
+
+@dramatiq.actor(
+    actor_name=PROCESS_ACTOR,
+    max_retries=INBOX_RETRIES_MAX,
+    time_limit=INBOX_TIME_LIMIT_MS,
+    min_backoff=200,
+    max_backoff=30_000,
+)
+def process_inbox(inbox_ids: list[int]) -> None:
+    """Applies stored webhook deliveries to payments and orders (see :mod:`workers.inbox`)."""
+    with _lock:
+        pool, committer = _pool(), _committer()
+    process_rows(pool, committer, inbox_ids)
+
+
+@dramatiq.actor(actor_name=SWEEP_ACTOR, max_retries=0, time_limit=TIME_LIMIT_MS)
+def sweep_inbox() -> None:
+    """Sends again the inbox rows whose message was lost (scheduled every few seconds)."""
+    with _lock:
+        pool = _pool()
+    sweep_pending(pool, dramatiq.get_broker())

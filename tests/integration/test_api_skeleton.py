@@ -121,3 +121,20 @@ def test_health_ready_metrics_and_openapi_need_no_key(client: TestClient[Any]) -
     assert "daybook_requests_total" in metrics.text
     document = client.get("/schema/openapi.json").json()
     assert "/v1/admin/merchants" in document["paths"]
+
+
+def test_a_key_over_its_rate_limit_gets_429_with_retry_after(
+    api_settings: Any, database_url: str, redis_url: str, merchant_headers: dict[str, str]
+) -> None:
+    from dataclasses import replace
+
+    from api.app import create_app
+
+    app = create_app(replace(api_settings, rate_limit_per_minute=2), database_url, redis_url)
+    with TestClient(app) as limited:
+        statuses = [limited.get("/v1/orders", headers=merchant_headers).status_code for _ in range(3)]
+        refused = limited.get("/v1/orders", headers=merchant_headers)
+    assert statuses[:2] == [200, 200]
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "rate_limited"
+    assert int(refused.headers["retry-after"]) >= 1
