@@ -1,14 +1,16 @@
 """Real servers for the tests: the configured ones, else the embedded ones.
 
 ``DAYBOOK_DATABASE_URL`` / ``DAYBOOK_REDIS_URL`` point the suite at running servers
-(CI uses the machine's). Without them the embedded PostgreSQL and Redis start under
-``.daybook/test`` in the checkout. Either way every test session gets a fresh database
-(dropped at the end) and its own Redis database index, so runs never see each other.
+(CI uses the machine's). Without them the embedded PostgreSQL and Redis start in a
+temporary directory of the session's own. Either way every test session gets a fresh
+database (dropped at the end) and Redis database 13, emptied before and after.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +26,6 @@ from daybook.embedded import embedded_servers
 from daybook.migrate import migrate
 from daybook.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
 TEST_REDIS_DB = 13
 
 
@@ -39,11 +40,15 @@ class Servers:
 @pytest.fixture(scope="session")
 def servers() -> Iterator[Servers]:
     """Configured servers, or embedded ones started for the session."""
-    home = ROOT / ".daybook" / "test"
+    # A home of its own per session: two test runs at once never stop each other's servers.
+    home = Path(tempfile.mkdtemp(prefix="daybook-test-"))
     database_url = os.environ.get("DAYBOOK_DATABASE_URL") or None
     redis_url = os.environ.get("DAYBOOK_REDIS_URL") or None
-    with embedded_servers(home, database_url=database_url, redis_url=redis_url) as (db, rd):
-        yield Servers(db, rd)
+    try:
+        with embedded_servers(home, database_url=database_url, redis_url=redis_url) as (db, rd):
+            yield Servers(db, rd)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

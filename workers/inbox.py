@@ -18,7 +18,7 @@ Failures:
 Rows whose message was lost (Redis flushed or restarted, a worker killed) stay pending:
 :func:`sweep_pending` sends them again, once per ``SWEEP_DELAY_S`` at most.
 
-The stored body is parsed with :mod:`api.webhooks.payloads`, the pure parser the edge
+The stored body is parsed with :mod:`domain.gateway.payloads`, the pure parser the edge
 uses (it imports nothing from the HTTP layer), so that a row is read exactly as it was
 accepted.
 """
@@ -37,10 +37,10 @@ import dramatiq
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from api.webhooks.payloads import Ignored, MalformedPayloadError, parse_event
 from domain.commands import ApplyGatewayEvent, GatewayEventOutcome
 from domain.context import CommandContext
 from domain.errors import DomainError
+from domain.gateway.payloads import Ignored, MalformedPayloadError, parse_event
 from domain.groupcommit import CommandOutcome, GroupCommitError, GroupCommitter
 from workers.broker import send
 

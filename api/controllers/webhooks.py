@@ -37,8 +37,8 @@ from api.webhooks import (
     parse_event,
     verify,
 )
-from api.webhooks.signatures import STANDARD_ID_HEADER
 from daybook.settings import Settings
+from domain.gateway.payloads import STANDARD_ID_HEADER
 
 log = logging.getLogger(__name__)
 

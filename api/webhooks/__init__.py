@@ -3,15 +3,6 @@
 The HTTP endpoint, the inbox table and the queue use these; nothing here does I/O.
 """
 
-from api.webhooks.payloads import (
-    Ignored,
-    MalformedPayloadError,
-    ParseResult,
-    event_id_of,
-    parse_event,
-    parse_standard,
-    parse_stripe,
-)
 from api.webhooks.signatures import (
     InvalidSignatureError,
     SignatureFailure,
@@ -21,6 +12,15 @@ from api.webhooks.signatures import (
     verify,
     verify_standard,
     verify_stripe,
+)
+from domain.gateway.payloads import (
+    Ignored,
+    MalformedPayloadError,
+    ParseResult,
+    event_id_of,
+    parse_event,
+    parse_standard,
+    parse_stripe,
 )
 
 GATEWAYS = ("stripe", "standard")

@@ -24,6 +24,8 @@ import secrets as secrets_random
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 
+from domain.gateway.payloads import STANDARD_ID_HEADER, header_value
+
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a format prefix, not a secret)
 TOLERANCE_S_DEFAULT = 300
 STANDARD_SECRET_BYTES = 32
@@ -32,7 +34,6 @@ STRIPE_SECRET_BYTES = 32
 HEADER_LENGTH_MAX = 4096
 
 STRIPE_SIGNATURE_HEADER = "stripe-signature"
-STANDARD_ID_HEADER = "webhook-id"
 STANDARD_TIMESTAMP_HEADER = "webhook-timestamp"
 STANDARD_SIGNATURE_HEADER = "webhook-signature"
 
@@ -84,17 +85,6 @@ def generate_secret(gateway: str) -> str:
     if gateway == "stripe":
         return SECRET_PREFIX + secrets_random.token_urlsafe(STRIPE_SECRET_BYTES)
     raise ValueError(f"unknown gateway: {gateway!r}")
-
-
-def header_value(headers: Mapping[str, str], name: str) -> str | None:
-    """``headers[name]`` matched case-insensitively (``name`` in lower case)."""
-    value = headers.get(name)
-    if value is not None:
-        return value
-    for key, candidate in headers.items():
-        if key.lower() == name:
-            return candidate
-    return None
 
 
 def verify(

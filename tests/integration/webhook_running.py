@@ -20,10 +20,10 @@ import redis
 import uvicorn
 from litestar import Litestar
 
-from api.webhooks.payloads import parse_event
 from domain.application import Daybook
 from domain.context import CommandContext
 from domain.gateway import payment_id
+from domain.gateway.payloads import parse_event
 from domain.money import Money
 from domain.orders import OrderLine
 from tests.integration.serving import free_port, wait_for

@@ -15,11 +15,11 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from api.webhooks.payloads import parse_event
 from domain.application import Daybook
 from domain.commands import ApplyGatewayEvent
 from domain.context import CommandContext
 from domain.gateway import GatewayEvent, payment_id
+from domain.gateway.payloads import parse_event
 from domain.groupcommit import GroupCommitter
 from domain.money import Money
 from domain.orders import OrderLine

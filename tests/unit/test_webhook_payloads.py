@@ -8,7 +8,8 @@ from uuid import UUID
 
 import pytest
 
-from api.webhooks.payloads import (
+from domain.gateway import GatewayEvent, GatewayEventKind
+from domain.gateway.payloads import (
     Ignored,
     MalformedPayloadError,
     event_id_of,
@@ -16,7 +17,6 @@ from api.webhooks.payloads import (
     parse_standard,
     parse_stripe,
 )
-from domain.gateway import GatewayEvent, GatewayEventKind
 
 ORDER_ID = UUID("0b6f6a36-4a4e-4a47-9d0a-7f3c5a1e9b21")
 

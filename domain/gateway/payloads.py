@@ -32,8 +32,21 @@ from uuid import UUID
 
 import msgspec
 
-from api.webhooks.signatures import STANDARD_ID_HEADER, header_value
 from domain.gateway import GatewayEvent, GatewayEventKind
+
+STANDARD_ID_HEADER = "webhook-id"
+
+
+def header_value(headers: Mapping[str, str], name: str) -> str | None:
+    """``headers[name]`` matched case-insensitively (``name`` in lower case)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    for key, candidate in headers.items():
+        if key.lower() == name:
+            return candidate
+    return None
+
 
 AMOUNT_MAX = 2**63 - 1
 ID_LENGTH_MAX = 255
