@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import psycopg
 import redis
-from litestar import Litestar
+from litestar import Controller, Litestar, Response, get
 from litestar.datastructures import State
 from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from api.auth import ApiKeyAuthentication, KeyResolver
 from api.controllers.admin import AdminController
@@ -23,12 +25,14 @@ from api.controllers.payments import PaymentsController, ReconciliationControlle
 from api.controllers.webhooks import webhooks_router
 from api.domain_errors import domain_exception_handlers
 from api.inbox_store import InboxWriter, SecretsCache
-from api.metrics import observe_batch, track_queue_depth
+from api.metrics import PROJECTION_LAG, RequestMetricsMiddleware, observe_batch, track_queue_depth
 from api.problems import exception_handlers
 from api.rate_limit import RateLimiter
+from api.readiness import projection_lags
 from api.request_id import add_request_id_header
 from daybook.database import connection_pool, eventsourcing_env
 from daybook.logs import configure_logging
+from daybook.runtime import tune_gc
 from daybook.settings import Settings
 from domain.application import Daybook
 from domain.groupcommit import GroupCommitter
@@ -39,12 +43,20 @@ log = logging.getLogger(__name__)
 PUBLIC_PATHS = ["^/healthz$", "^/readyz$", "^/metrics$", "^/schema", "^/v1/webhooks/"]
 
 
-class MetricsController(PrometheusController):
+class MetricsController(Controller):
     """``GET /metrics``: Prometheus text; no authentication."""
 
     path = "/metrics"
     opt = {"exclude_from_auth": True}
-    include_in_schema = True
+    tags = ["operator"]
+
+    @get(operation_id="metrics", sync_to_thread=True, media_type=CONTENT_TYPE_LATEST)
+    def metrics(self, state: State) -> Response[bytes]:
+        """Every metric, with projection lag read from the database at scrape time."""
+        with contextlib.suppress(psycopg.Error), state.pool.connection(timeout=2.0) as conn:
+            for name, lag in projection_lags(conn).items():
+                PROJECTION_LAG.labels(projection=name).set(lag)
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 def create_app(settings: Settings, database_url: str, redis_url: str) -> Litestar:
@@ -69,6 +81,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
         broker = make_broker(redis_url)
         inbox_writer = InboxWriter(database_url, settings, redis_url, broker)
         await inbox_writer.start()
+        tune_gc()
         app.state.update(
             settings=settings,
             pool=pool,
@@ -91,7 +104,6 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             redis_client.close()
             pool.close()
 
-    prometheus = PrometheusConfig(app_name="daybook", prefix="daybook", group_path=True, exclude=["/metrics"])
     return Litestar(
         route_handlers=[
             HealthController,
@@ -106,7 +118,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
         lifespan=[lifespan],
         state=State({"settings": settings}),
         middleware=[
-            prometheus.middleware,
+            RequestMetricsMiddleware,
             DefineMiddleware(ApiKeyAuthentication, exclude=PUBLIC_PATHS),
         ],
         exception_handlers={**exception_handlers(), **domain_exception_handlers()},  # type: ignore[dict-item]

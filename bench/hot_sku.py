@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import Figures, api_process, bench_servers, create_merchant
 from daybook.database import eventsourcing_env
+from daybook.runtime import tune_gc
 from daybook.settings import Settings
 from domain.application import Daybook
 from domain.commands import PlaceOrder
@@ -149,6 +150,7 @@ def batcher(database_url: str, seconds: float, clients: int) -> Figures:
     app.receive_stock(CONTEXT, merchant_id, "HOT-1", STOCK)
     committer = GroupCommitter(app, batch_size_max=settings.batch_size_max, batch_wait_ms=settings.batch_wait_ms)
     committer.start()
+    tune_gc()  # as `daybook api` does at start-up
 
     async def buyer(deadline: float) -> None:
         while time.monotonic() < deadline:

@@ -17,6 +17,7 @@ from types import FrameType
 import dramatiq
 
 from daybook.database import eventsourcing_env
+from daybook.runtime import tune_gc
 from daybook.settings import Settings
 from domain.application import Daybook
 from projections.registry import all_projections
@@ -79,6 +80,7 @@ def run_forever(settings: Settings, database_url: str, redis_url: str) -> int:
         daemon=True,
     )
     scheduler.start()
+    tune_gc()
     log.info("projections: running")
     runner.run_forever()
     scheduler.join(timeout=5)

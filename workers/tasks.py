@@ -17,6 +17,7 @@ import redis
 from psycopg_pool import ConnectionPool
 
 from daybook.database import connection_pool, eventsourcing_env
+from daybook.runtime import tune_gc
 from daybook.settings import Settings
 from domain.application import Daybook
 from domain.groupcommit import GroupCommitter
@@ -25,6 +26,7 @@ from workers.holds import expire_due_holds
 from workers.inbox import PROCESS_ACTOR, SWEEP_ACTOR, process_rows, sweep_pending
 
 _REDIS_URL = os.environ["DAYBOOK_REDIS_URL"]
+tune_gc()
 dramatiq.set_broker(make_broker(_REDIS_URL))
 _redis = redis.Redis.from_url(_REDIS_URL, socket_timeout=5.0)
 _lock = threading.Lock()

@@ -118,7 +118,9 @@ def test_health_ready_metrics_and_openapi_need_no_key(client: TestClient[Any]) -
     assert client.get("/readyz").json() == {"status": "ready", "reasons": []}
     metrics = client.get("/metrics")
     assert metrics.status_code == 200
-    assert "daybook_requests_total" in metrics.text
+    assert 'daybook_request_duration_seconds_count{method="GET",path="/healthz",status_code="200"}' in metrics.text
+    assert "daybook_batch_size_bucket" in metrics.text
+    assert 'daybook_projection_lag_events{projection="orders"}' in metrics.text
     document = client.get("/schema/openapi.json").json()
     assert "/v1/admin/merchants" in document["paths"]
 
@@ -138,3 +140,18 @@ def test_a_key_over_its_rate_limit_gets_429_with_retry_after(
     assert refused.status_code == 429
     assert refused.json()["code"] == "rate_limited"
     assert int(refused.headers["retry-after"]) >= 1
+
+
+def test_readyz_is_503_with_reasons_when_projections_lag_beyond_the_limit(
+    api_settings: Any, database_url: str, redis_url: str
+) -> None:
+    from dataclasses import replace
+
+    from api.app import create_app
+
+    app = create_app(replace(api_settings, projection_lag_max=-1), database_url, redis_url)
+    with TestClient(app) as lagging:
+        response = lagging.get("/readyz")
+    assert response.status_code == 503
+    reasons = response.json()["reasons"]
+    assert any("projection orders is" in reason for reason in reasons), reasons
