@@ -50,6 +50,8 @@ class _Job:
     command: AnyCommand
     future: Future[CommandOutcome[Any]]
     enqueued_at: float
+    # The asyncio future an async caller awaits: woken in bulk, once per batch and loop.
+    waiter: asyncio.Future[Any] | None = None
 
 
 @dataclass(slots=True)
@@ -191,8 +193,11 @@ class GroupCommitter:
             OverloadedError: ``queue_size_max`` commands are already waiting.
             GroupCommitterStoppedError: the committer is not running.
         """
-        future: Future[CommandOutcome[R]] = Future()
-        job = _Job(command, cast("Future[CommandOutcome[Any]]", future), time.monotonic())
+        return cast("Future[CommandOutcome[R]]", self._enqueue(command, None).future)
+
+    def _enqueue(self, command: AnyCommand, waiter: asyncio.Future[Any] | None) -> _Job:
+        future: Future[CommandOutcome[Any]] = Future()
+        job = _Job(command, future, time.monotonic(), waiter)
         with self._condition:
             if self._state is not _State.RUNNING:
                 msg = f"group committer {self.name!r} is {self._state.value}"
@@ -204,11 +209,22 @@ class GroupCommitter:
             # The worker waits only for a first command or for a full batch.
             if len(self._queue) in (1, self.batch_size_max):
                 self._condition.notify()
-        return future
+        return job
 
     async def submit_async(self, command: Command[R]) -> CommandOutcome[R]:
-        """Like :meth:`submit`, awaited: returns the outcome or raises the failure."""
-        return await asyncio.wrap_future(self.submit(command))
+        """Like :meth:`submit`, awaited: returns the outcome or raises the failure.
+
+        The callers of one batch are woken together (one ``call_soon_threadsafe`` per
+        event loop and batch, not one per command). Cancelling the awaiting task cancels
+        the command if its batch has not started.
+        """
+        waiter: asyncio.Future[CommandOutcome[R]] = asyncio.get_running_loop().create_future()
+        job = self._enqueue(command, waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            job.future.cancel()
+            raise
 
     def queue_depth(self) -> int:
         """How many commands wait for a batch (the one being run excluded)."""
@@ -274,6 +290,7 @@ class GroupCommitter:
         self._count(report, duration_seconds)
         for job, outcome in zip(runnable, report.outcomes, strict=True):
             _resolve(job.future, outcome)
+        _wake(runnable)
         if self._on_batch is not None:
             try:
                 self._on_batch(len(runnable), duration_seconds, report.conflict_retries)
@@ -309,10 +326,37 @@ def _resolve(future: Future[CommandOutcome[Any]], outcome: Outcome) -> None:
 
 
 def _fail(jobs: Iterable[_Job], make_error: Callable[[], BaseException]) -> None:
+    jobs = list(jobs)
     for job in jobs:
         # Cancelled by its caller, or answered meanwhile by the worker: nothing to do.
         with contextlib.suppress(InvalidStateError):
             job.future.set_exception(make_error())
+    _wake(jobs)
+
+
+def _wake(jobs: Iterable[_Job]) -> None:
+    """Hands answered jobs to their async callers: one call per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+    for job in jobs:
+        if job.waiter is not None:
+            by_loop.setdefault(job.waiter.get_loop(), []).append(job)
+    for loop, waiting in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody waits
+            loop.call_soon_threadsafe(_deliver, waiting)
+
+
+def _deliver(jobs: list[_Job]) -> None:
+    """On the callers' event loop: copies each job's answer to the future it awaits."""
+    for job in jobs:
+        waiter, future = job.waiter, job.future
+        if waiter is None or waiter.done() or not future.done():
+            continue
+        if future.cancelled():
+            waiter.cancel()
+        elif (error := future.exception()) is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(future.result())
 
 
 def _check_at_least(name: str, value: float, minimum: float) -> None:

@@ -688,3 +688,48 @@ def test_submit_async_returns_the_outcome_or_raises_the_command_error(
 def test_limits_out_of_range_are_refused(app: CountingApp, limits: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="at least"):
         GroupCommitter(app, **limits)
+
+
+def test_async_callers_of_one_batch_each_get_their_own_answer(app: CountingApp, committer: GroupCommitter) -> None:
+    limited_id, a = seed(app, Limited("l", limit=50), Counter("a"))
+    gate = Gate()
+    gate.hold(committer)  # the next commands queue up into one batch behind the gate
+
+    async def scenario() -> list[Any]:
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            calls = [committer.submit_async(increment(a)) for _ in range(100)]
+            calls += [committer.submit_async(take(limited_id, 1)) for _ in range(60)]
+            pending = asyncio.gather(*calls, return_exceptions=True)
+            await asyncio.sleep(0)  # let every call enqueue
+            gate.released.set()
+            return list(await pending)
+
+    answers = asyncio.run(scenario())
+
+    counts = [answer.value for answer in answers[:100]]
+    assert sorted(counts) == list(range(1, 101))
+    taken = answers[100:]
+    assert sum(isinstance(answer, CommandOutcome) for answer in taken) == 50
+    assert sum(isinstance(answer, LimitReachedError) for answer in taken) == 10
+
+
+def test_cancelling_an_async_caller_before_its_batch_starts_means_its_command_never_runs(
+    app: CountingApp, committer: GroupCommitter
+) -> None:
+    (a,) = seed(app, Counter("a"))
+    gate = Gate()
+    gate.hold(committer)
+
+    async def scenario() -> None:
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            cancelled = asyncio.ensure_future(committer.submit_async(increment(a, by=5)))
+            await asyncio.sleep(0)  # enqueued, waiting behind the gate
+            cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+            gate.released.set()
+            after = await committer.submit_async(increment(a, by=1))
+            assert after.value == 1
+
+    asyncio.run(scenario())
+    assert app.repository.get(a).count == 1
