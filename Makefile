@@ -28,6 +28,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/hot_sku.py
+	$(BIN)/python bench/webhooks.py
 
 clean:
 	rm -rf $(VENV) .daybook .pytest_cache .mypy_cache .ruff_cache .hypothesis
