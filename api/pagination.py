@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -43,3 +45,18 @@ def decode_cursor(cursor: str | None, size: int) -> list[Any] | None:
     if len(position) != size:
         raise ApiError(400, "invalid_request", "The cursor is not one this API returned.")
     return position
+
+
+EPOCH = datetime.fromisoformat("0001-01-01T00:00:00+00:00")
+NIL = uuid.UUID(int=0)
+
+
+def decode_time_id_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID]:
+    """The (created_at, id) keyset position of ``cursor``; the very start without one."""
+    position = decode_cursor(cursor, 2)
+    if position is None:
+        return EPOCH, NIL
+    try:
+        return datetime.fromisoformat(position[0]), uuid.UUID(position[1])
+    except (TypeError, ValueError) as error:
+        raise ApiError(400, "invalid_request", "The cursor is not one this API returned.") from error

@@ -36,10 +36,6 @@ _STREAM = sql.SQL(
     "WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version LIMIT %s"
 )
 
-EPOCH = datetime.fromisoformat("0001-01-01T00:00:00+00:00")
-NIL = uuid.UUID(int=0)
-
-
 def level(conn: Connection[Any], merchant_id: uuid.UUID, sku: str) -> LevelRead | None:
     """One inventory level from the read model."""
     row = conn.execute(_LEVEL, (merchant_id, sku)).fetchone()

@@ -15,7 +15,7 @@ from api.auth import merchant_only, merchant_or_auditor
 from api.bodies import strict_body
 from api.commands import POSITION_HEADER, context_of, merchant_of, run
 from api.idempotency import IdempotencyMiddleware
-from api.pagination import check_limit, decode_cursor, encode_cursor
+from api.pagination import check_limit, decode_cursor, decode_time_id_cursor, encode_cursor
 from api.problems import ApiError
 from api.reads import read_one, read_page
 from api.schemas import EventPage, OrderCreate, OrderPage, OrderRead
@@ -103,15 +103,7 @@ class OrdersController(Controller):
     ) -> OrderPage:
         """Orders in creation order, optionally of one status, a page at a time."""
         merchant_id, page_size = merchant_of(request), check_limit(limit)
-        position = decode_cursor(cursor, 2)
-        try:
-            after = (
-                (datetime.fromisoformat(position[0]), uuid.UUID(position[1]))
-                if position
-                else (read_store.EPOCH, read_store.NIL)
-            )
-        except (TypeError, ValueError) as error:
-            raise ApiError(400, "invalid_request", "The cursor is not one this API returned.") from error
+        after = decode_time_id_cursor(cursor)
         rows, next_cursor = await read_page(
             request,
             PROJECTIONS,

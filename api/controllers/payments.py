@@ -6,26 +6,21 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import anyio.to_thread
 from litestar import Controller, Request, get
 from litestar.params import FromPath, FromQuery
 
 from api.auth import merchant_or_auditor
 from api.commands import merchant_of
-from api.consistency import wait_for_position
-from api.pagination import check_limit, decode_cursor, encode_cursor
+from api.pagination import EPOCH, NIL, check_limit, decode_cursor, decode_time_id_cursor
 from api.problems import ApiError
+from api.reads import read_one, read_page
 from api.schemas import IssuePage, IssueRead, PaymentPage, PaymentRead
-from domain.errors import PaymentNotFoundError
 from domain.payments import PaymentView
 from projections import payments as payments_store
-from projections.payments import IssueRow, PaymentRow
+from projections.payments import PaymentRow
 
 PAYMENT_PROJECTIONS = ("payments",)
 ISSUE_PROJECTIONS = ("payments", "orders")
-EPOCH = datetime.fromisoformat("0001-01-01T00:00:00+00:00")
-NIL = uuid.UUID(int=0)
-BAD_CURSOR = "The cursor is not one this API returned."
 
 
 class PaymentsController(Controller):
@@ -38,21 +33,14 @@ class PaymentsController(Controller):
     @get("/{payment_id:uuid}", operation_id="getPayment")
     async def get_one(self, request: Request[Any, Any, Any], payment_id: FromPath[uuid.UUID]) -> PaymentRead:
         """The payment; replayed from its events when the read model has not caught up yet."""
-        merchant_id, state = merchant_of(request), request.app.state
-        await wait_for_position(state, request.headers.get("x-daybook-min-position"), PAYMENT_PROJECTIONS)
-
-        def from_read_model() -> PaymentRow | None:
-            with state.pool.connection() as conn:
-                return payments_store.payment(conn, merchant_id, payment_id)
-
-        row = await anyio.to_thread.run_sync(from_read_model)
-        if row is not None:
-            return _payment(row)
-        try:
-            view = await anyio.to_thread.run_sync(lambda: state.daybook.get_payment(merchant_id, payment_id))
-        except PaymentNotFoundError as error:
-            raise ApiError(404, "not_found", "No such payment.") from error
-        return _payment_of_view(view)
+        merchant_id, daybook = merchant_of(request), request.app.state.daybook
+        return await read_one(
+            request,
+            PAYMENT_PROJECTIONS,
+            None,
+            lambda conn: _payment(row) if (row := payments_store.payment(conn, merchant_id, payment_id)) else None,
+            lambda _: _payment(daybook.get_payment(merchant_id, payment_id)),
+        )
 
     @get("/", operation_id="listPayments")
     async def list_payments(
@@ -63,22 +51,15 @@ class PaymentsController(Controller):
         cursor: FromQuery[str | None] = None,
     ) -> PaymentPage:
         """Payments in creation order, optionally of one order, a page at a time."""
-        merchant_id, page_size, state = merchant_of(request), check_limit(limit), request.app.state
-        position = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(position[0]), uuid.UUID(position[1])) if position else (EPOCH, NIL)
-        except (TypeError, ValueError) as error:
-            raise ApiError(400, "invalid_request", BAD_CURSOR) from error
-        await wait_for_position(state, request.headers.get("x-daybook-min-position"), PAYMENT_PROJECTIONS)
-
-        def page() -> list[PaymentRow]:
-            with state.pool.connection() as conn:
-                return payments_store.payments(conn, merchant_id, order_id, after, page_size + 1)
-
-        rows = await anyio.to_thread.run_sync(page)
-        more = len(rows) > page_size
-        rows = rows[:page_size]
-        next_cursor = encode_cursor(rows[-1].created_at.isoformat(), str(rows[-1].id)) if more else None
+        merchant_id, page_size = merchant_of(request), check_limit(limit)
+        after = decode_time_id_cursor(cursor)
+        rows, next_cursor = await read_page(
+            request,
+            PAYMENT_PROJECTIONS,
+            page_size,
+            lambda conn, size: payments_store.payments(conn, merchant_id, order_id, after, size),
+            lambda row: (row.created_at.isoformat(), str(row.id)),
+        )
         return PaymentPage([_payment(row) for row in rows], next_cursor)
 
 
@@ -97,7 +78,7 @@ class ReconciliationController(Controller):
         cursor: FromQuery[str | None] = None,
     ) -> IssuePage:
         """Payments without a known order, overpayments, currency mismatches, paid_unfulfillable orders."""
-        merchant_id, page_size, state = merchant_of(request), check_limit(limit), request.app.state
+        merchant_id, page_size = merchant_of(request), check_limit(limit)
         position = decode_cursor(cursor, 3)
         try:
             after = (
@@ -106,48 +87,29 @@ class ReconciliationController(Controller):
                 else (EPOCH, NIL, "")
             )
         except (TypeError, ValueError) as error:
-            raise ApiError(400, "invalid_request", BAD_CURSOR) from error
-        await wait_for_position(state, request.headers.get("x-daybook-min-position"), ISSUE_PROJECTIONS)
-
-        def page() -> list[IssueRow]:
-            with state.pool.connection() as conn:
-                return payments_store.reconciliation_issues(conn, merchant_id, after, page_size + 1)
-
-        rows = await anyio.to_thread.run_sync(page)
-        more = len(rows) > page_size
-        rows = rows[:page_size]
-        last = rows[-1] if more else None
-        next_cursor = encode_cursor(last.created_at.isoformat(), str(last.sort_id), last.kind) if last else None
+            raise ApiError(400, "invalid_request", "The cursor is not one this API returned.") from error
+        rows, next_cursor = await read_page(
+            request,
+            ISSUE_PROJECTIONS,
+            page_size,
+            lambda conn, size: payments_store.reconciliation_issues(conn, merchant_id, after, size),
+            lambda row: (row.created_at.isoformat(), str(row.sort_id), row.kind),
+        )
         return IssuePage([IssueRead(row.kind, row.detail, row.order_id, row.payment_id) for row in rows], next_cursor)
 
 
-def _payment(row: PaymentRow) -> PaymentRead:
+def _payment(source: PaymentRow | PaymentView) -> PaymentRead:
+    """The contract's payment shape, from the read model's row or the replayed aggregate."""
     return PaymentRead(
-        id=row.id,
-        order_id=row.order_id,
-        gateway=row.gateway,
-        gateway_ref=row.gateway_ref,
-        status=row.status,
-        amount_authorized=row.amount_authorized,
-        amount_captured=row.amount_captured,
-        amount_refunded=row.amount_refunded,
-        currency=row.currency,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-def _payment_of_view(view: PaymentView) -> PaymentRead:
-    return PaymentRead(
-        id=view.id,
-        order_id=view.order_id,
-        gateway=view.gateway,
-        gateway_ref=view.gateway_ref,
-        status=str(view.status),
-        amount_authorized=view.amount_authorized,
-        amount_captured=view.amount_captured,
-        amount_refunded=view.amount_refunded,
-        currency=view.currency,
-        created_at=view.created_at,
-        updated_at=view.updated_at,
+        id=source.id,
+        order_id=source.order_id,
+        gateway=source.gateway,
+        gateway_ref=source.gateway_ref,
+        status=str(source.status),
+        amount_authorized=source.amount_authorized,
+        amount_captured=source.amount_captured,
+        amount_refunded=source.amount_refunded,
+        currency=source.currency,
+        created_at=source.created_at,
+        updated_at=source.updated_at,
     )
