@@ -36,6 +36,7 @@ _STREAM = sql.SQL(
     "WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version LIMIT %s"
 )
 
+
 def level(conn: Connection[Any], merchant_id: uuid.UUID, sku: str) -> LevelRead | None:
     """One inventory level from the read model."""
     row = conn.execute(_LEVEL, (merchant_id, sku)).fetchone()

@@ -102,9 +102,7 @@ def api_process(database_url: str, redis_url: str, **env: str) -> Iterator[str]:
         "DAYBOOK_RATE_LIMIT_PER_MINUTE": "1000000000",
         **env,
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daybook", "api", "--port", str(port)], env=environment
-    )
+    process = subprocess.Popen([sys.executable, "-m", "daybook", "api", "--port", str(port)], env=environment)
     base_url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -63,9 +63,7 @@ def database_url(servers: Servers) -> Iterator[str]:
     migrate(url)
     yield url
     with psycopg.connect(servers.admin_database_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="session")

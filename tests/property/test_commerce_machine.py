@@ -68,9 +68,7 @@ class CommerceMachine(RuleBasedStateMachine):
                 items[aggregate.sku] = aggregate
         return items
 
-    def _fact(
-        self, kind: GatewayEventKind, order_id: UUID | None, amount: int, ref: str, **extra: str
-    ) -> None:
+    def _fact(self, kind: GatewayEventKind, order_id: UUID | None, amount: int, ref: str, **extra: str) -> None:
         event_id = f"evt_{uuid4().hex}"
         fact = GatewayEvent(
             kind,
@@ -107,12 +105,8 @@ class CommerceMachine(RuleBasedStateMachine):
     def place(self, lines: list[tuple[str, int, int]], hold_seconds: int) -> None:
         self.placed += 1
         order_id = UUID(int=self.placed)  # deterministic, so that failures replay alike
-        items = tuple(
-            OrderLine(sku, quantity, Money(price, "EUR")) for sku, quantity, price in lines
-        )
-        command = PlaceOrder(
-            CONTEXT, self.merchant_id, order_id, items, "EUR", None, hold_seconds, self.now
-        )
+        items = tuple(OrderLine(sku, quantity, Money(price, "EUR")) for sku, quantity, price in lines)
+        command = PlaceOrder(CONTEXT, self.merchant_id, order_id, items, "EUR", None, hold_seconds, self.now)
         try:
             self.runner.run(command)
         except OutOfStockError:
@@ -171,9 +165,7 @@ class CommerceMachine(RuleBasedStateMachine):
     def refund(self, index: int, share: int, refund_id: str) -> None:
         order = self._order(index)
         amount = max(1, order.total.amount * share // 100)
-        self._fact(
-            GatewayEventKind.REFUNDED, order.id, amount, f"pi_{order.id}_0", refund_id=refund_id
-        )
+        self._fact(GatewayEventKind.REFUNDED, order.id, amount, f"pi_{order.id}_0", refund_id=refund_id)
 
     @precondition(lambda self: bool(self.orders))
     @rule(index=st.integers(0, 50))
@@ -219,9 +211,7 @@ class CommerceMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         committed = dict.fromkeys(SKUS, 0)
         for aggregate_id, live in self.runner.live.items():
-            assert self.app.repository.get(aggregate_id) == live, (
-                f"replay differs from live {live!r}"
-            )
+            assert self.app.repository.get(aggregate_id) == live, f"replay differs from live {live!r}"
             if isinstance(live, Order) and any(
                 type(event).__name__ == "Paid" for event in self.app.history(aggregate_id)
             ):
@@ -229,12 +219,8 @@ class CommerceMachine(RuleBasedStateMachine):
                 for sku, quantity in quantities_by_sku(live.lines).items():
                     committed[sku] += quantity
         for sku, item in self._items().items():
-            assert self.stock_in[sku] - item.on_hand == committed[sku], (
-                "stock left without a paid order"
-            )
+            assert self.stock_in[sku] - item.on_hand == committed[sku], "stock left without a paid order"
 
 
-CommerceMachine.TestCase.settings = settings(
-    max_examples=200, stateful_step_count=40, deadline=None
-)
+CommerceMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
 TestCommerceMachine = CommerceMachine.TestCase

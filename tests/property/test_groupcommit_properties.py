@@ -232,9 +232,7 @@ def test_any_batching_gives_the_outcomes_and_state_of_one_command_at_a_time(
     batch: list[Op] = []
 
     def flush() -> None:
-        report = run_batch(
-            batched, cache, [command_for(op) for op in batch], conflict_retries_max=3
-        )
+        report = run_batch(batched, cache, [command_for(op) for op in batch], conflict_retries_max=3)
         for outcome in report.outcomes:
             if isinstance(outcome, Exception):
                 actual.append(answer_of_error(outcome))
@@ -320,9 +318,7 @@ class GroupCommitterMachine(RuleBasedStateMachine):
         ops = [op for op, _, _ in self.submitted]
         answers = [answer_of_future(future) for future in futures]
         assert answers == [expected for _, expected, _ in self.submitted]
-        positions = [
-            None if future.exception(0) else future.result(0).position for future in futures
-        ]
+        positions = [None if future.exception(0) else future.result(0).position for future in futures]
         check_positions(ops, answers, positions, self.last_position_by_target)
         self.submitted.clear()
 
@@ -347,9 +343,5 @@ class GroupCommitterMachine(RuleBasedStateMachine):
         assert state_of(self.app) == state_of(self.reference)
 
 
-GroupCommitterMachine.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=40, deadline=None
-)
-test_the_committer_gives_the_outcomes_and_state_of_one_command_at_a_time = (
-    GroupCommitterMachine.TestCase
-)
+GroupCommitterMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+test_the_committer_gives_the_outcomes_and_state_of_one_command_at_a_time = GroupCommitterMachine.TestCase

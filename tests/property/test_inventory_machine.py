@@ -93,9 +93,7 @@ class InventoryMachine(RuleBasedStateMachine):
     @rule(seconds=st.integers(0, 1800))
     def expire_due_holds(self, seconds: int) -> None:
         self.now += timedelta(seconds=seconds)
-        due = [
-            order_id for order_id, (_, expires_at) in self.holds.items() if expires_at <= self.now
-        ]
+        due = [order_id for order_id, (_, expires_at) in self.holds.items() if expires_at <= self.now]
         for order_id in due:
             del self.holds[order_id]
             assert self.item.release(order_id, "expired", CONTEXT) is True
@@ -126,7 +124,5 @@ class InventoryMachine(RuleBasedStateMachine):
         assert round_trip(mapper, self.events) == self.item
 
 
-InventoryMachine.TestCase.settings = settings(
-    max_examples=200, stateful_step_count=50, deadline=None
-)
+InventoryMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=50, deadline=None)
 TestInventoryMachine = InventoryMachine.TestCase

@@ -27,11 +27,7 @@ MAPPER = Daybook({"PERSISTENCE_MODULE": "eventsourcing.popo"}).mapper
 @st.composite
 def gateway_facts(draw: st.DrawFn) -> GatewayEvent:
     kind = draw(st.sampled_from(list(GatewayEventKind)))
-    refund_id = (
-        draw(st.sampled_from(["re_1", "re_2", "re_3"]))
-        if kind is GatewayEventKind.REFUNDED
-        else None
-    )
+    refund_id = draw(st.sampled_from(["re_1", "re_2", "re_3"])) if kind is GatewayEventKind.REFUNDED else None
     minimum = 1 if kind is GatewayEventKind.REFUNDED else 0
     return GatewayEvent(
         kind=kind,
@@ -103,13 +99,9 @@ class PaymentMachine(RuleBasedStateMachine):
         distinct_refunds: dict[str, int] = {}
         for fact in self.delivered:
             if fact.refund_id is not None:
-                distinct_refunds[fact.refund_id] = max(
-                    fact.amount, distinct_refunds.get(fact.refund_id, 0)
-                )
+                distinct_refunds[fact.refund_id] = max(fact.amount, distinct_refunds.get(fact.refund_id, 0))
         assert payment.refunds == distinct_refunds, "a refund id was counted more than once"
-        assert payment.amount_refunded == min(
-            sum(distinct_refunds.values()), payment.amount_captured
-        )
+        assert payment.amount_refunded == min(sum(distinct_refunds.values()), payment.amount_captured)
 
     def teardown(self) -> None:
         if not self.delivered:

@@ -75,9 +75,7 @@ def test_a_refused_command_saves_nothing(app: Daybook, merchant_id: UUID):
     assert app.recorder.max_notification_id() == position
 
 
-def test_execute_recorded_returns_the_position_of_the_last_stored_event(
-    app: Daybook, merchant_id: UUID
-):
+def test_execute_recorded_returns_the_position_of_the_last_stored_event(app: Daybook, merchant_id: UUID):
     executed = app.execute_recorded(ReceiveStock(CONTEXT, merchant_id, "A", 3))
     assert executed.result.on_hand == 3
     assert executed.position == app.recorder.max_notification_id() == 2
@@ -124,9 +122,7 @@ def test_the_unit_of_work_refuses_an_aggregate_of_another_class(app: Daybook, me
         uow.find(inventory_item_id(merchant_id, "A"), Order)
 
 
-def test_the_unit_of_work_lists_touched_aggregates_in_first_touch_order(
-    app: Daybook, merchant_id: UUID
-):
+def test_the_unit_of_work_lists_touched_aggregates_in_first_touch_order(app: Daybook, merchant_id: UUID):
     app.receive_stock(CONTEXT, merchant_id, "B", 5)
     app.receive_stock(CONTEXT, merchant_id, "A", 5)
     uow = RepositoryUnitOfWork(app.repository)
@@ -146,9 +142,7 @@ def test_an_aggregate_loaded_from_its_events_equals_the_live_one(app: Daybook, m
     assert app.replay(order_id) == live
 
 
-def test_an_inventory_level_can_be_read_as_it_was_at_a_past_instant(
-    app: Daybook, merchant_id: UUID
-):
+def test_an_inventory_level_can_be_read_as_it_was_at_a_past_instant(app: Daybook, merchant_id: UUID):
     before_anything = datetime.now(UTC)
     app.receive_stock(CONTEXT, merchant_id, "A", 5)
     after_receipt = datetime.now(UTC)
@@ -162,9 +156,7 @@ def test_an_inventory_level_can_be_read_as_it_was_at_a_past_instant(
 def test_an_order_can_be_read_as_it_was_before_it_was_paid(app: Daybook, merchant_id: UUID):
     order_id = place_after_stock(app, merchant_id)
     before_payment = datetime.now(UTC)
-    capture = GatewayEvent(
-        GatewayEventKind.CAPTURED, "stripe", "pi_1", "evt_1", order_id, 100, "EUR"
-    )
+    capture = GatewayEvent(GatewayEventKind.CAPTURED, "stripe", "pi_1", "evt_1", order_id, 100, "EUR")
     outcome = app.apply_gateway_event(CONTEXT, merchant_id, capture)
     assert app.get_order(merchant_id, order_id).status is OrderStatus.PAID
     assert app.get_order(merchant_id, order_id, as_of=before_payment).status is OrderStatus.RESERVED
@@ -184,9 +176,7 @@ def test_an_unknown_sku_has_no_level_and_cannot_be_adjusted(app: Daybook, mercha
     assert caught.value.sku == "NOPE"
 
 
-def test_a_stock_received_event_stored_as_v1_is_upcast_with_no_reference(
-    app: Daybook, merchant_id: UUID
-):
+def test_a_stock_received_event_stored_as_v1_is_upcast_with_no_reference(app: Daybook, merchant_id: UUID):
     item_id = inventory_item_id(merchant_id, "A")
     app.receive_stock(CONTEXT, merchant_id, "A", 1, reference="po-1")
     v1_state = (
@@ -208,9 +198,7 @@ def test_a_stock_received_event_stored_as_v1_is_upcast_with_no_reference(
     assert app.mapper.to_stored_event(event).state.endswith(b'"class_version":2}')
 
 
-def test_event_type_and_stream_type_name_the_aggregate_and_the_event(
-    app: Daybook, merchant_id: UUID
-):
+def test_event_type_and_stream_type_name_the_aggregate_and_the_event(app: Daybook, merchant_id: UUID):
     order_id = place_after_stock(app, merchant_id)
     placed = app.history(order_id)[0]
     assert event_type(placed) == "Order.Placed"

@@ -219,10 +219,7 @@ def test_concurrent_increments_are_applied_exactly_once_in_far_fewer_saves(
 
     def submit_many(thread_index: int) -> None:
         barrier.wait(DEADLINE_SECONDS)
-        mine = [
-            committer.submit(increment(counter_ids[(thread_index + i) % 3]))
-            for i in range(commands_per_thread)
-        ]
+        mine = [committer.submit(increment(counter_ids[(thread_index + i) % 3])) for i in range(commands_per_thread)]
         with futures_lock:
             futures.extend(mine)
 
@@ -239,8 +236,7 @@ def test_concurrent_increments_are_applied_exactly_once_in_far_fewer_saves(
     assert all(isinstance(value, int) for value in values)
     assert sum(stored_count(app, counter_id) for counter_id in counter_ids) == command_count
     assert [stored_count(app, counter_id) for counter_id in counter_ids] == [
-        sum(1 for t in range(thread_count) for i in range(commands_per_thread) if (t + i) % 3 == c)
-        for c in range(3)
+        sum(1 for t in range(thread_count) for i in range(commands_per_thread) if (t + i) % 3 == c) for c in range(3)
     ]
     assert (app.save_calls - seeded_saves) * 10 <= command_count
     assert committer.metrics.commands_total == command_count
@@ -276,9 +272,7 @@ def test_commands_arriving_within_the_batch_window_share_one_save(app: CountingA
     assert app.save_calls == 1 + 1
 
 
-def test_each_caller_gets_its_own_result_and_its_own_error(
-    app: CountingApp, committer: GroupCommitter
-) -> None:
+def test_each_caller_gets_its_own_result_and_its_own_error(app: CountingApp, committer: GroupCommitter) -> None:
     limited_id, counter_id = seed(app, Limited("l", limit=10), Counter("c"))
     gate = Gate()
     gate.hold(committer)
@@ -303,9 +297,7 @@ def test_each_caller_gets_its_own_result_and_its_own_error(
     assert committer.metrics.commands_failed_total == 2
 
 
-def test_a_command_that_mutated_then_raised_leaks_no_events(
-    app: CountingApp, committer: GroupCommitter
-) -> None:
+def test_a_command_that_mutated_then_raised_leaks_no_events(app: CountingApp, committer: GroupCommitter) -> None:
     a, b = seed(app, Counter("a"), Counter("b"))
     gate = Gate()
     gate.hold(committer)
@@ -353,9 +345,7 @@ def test_an_aggregate_added_by_a_command_that_then_raised_is_not_saved(
     assert isinstance(values[0], BuggyCommandError)
     assert values[1] == 1
     assert Counter.create_id("ghost") not in app.repository
-    assert committer.submit(create("ghost")).result(DEADLINE_SECONDS).value == (
-        Counter.create_id("ghost")
-    )
+    assert committer.submit(create("ghost")).result(DEADLINE_SECONDS).value == (Counter.create_id("ghost"))
 
 
 def test_positions_are_per_command_and_increase_within_an_aggregate(
@@ -409,9 +399,7 @@ def test_the_unit_of_work_finds_nothing_for_a_missing_id_and_checks_classes(
     assert values[3] == 0
 
 
-def test_adding_an_existing_id_fails_only_that_command(
-    app: CountingApp, committer: GroupCommitter
-) -> None:
+def test_adding_an_existing_id_fails_only_that_command(app: CountingApp, committer: GroupCommitter) -> None:
     (b,) = seed(app, Counter("b"))
     stored_elsewhere = seed(app, Counter("stored"))[0]
     gate = Gate()
@@ -507,9 +495,7 @@ def test_conflicts_on_every_attempt_exhaust_the_retries_with_a_typed_error(
         batch_size_max=2,
         batch_wait_ms=600_000,
         conflict_retries_max=2,
-        on_batch=lambda size, duration_seconds, retries: batches.append(
-            (size, duration_seconds, retries)
-        ),
+        on_batch=lambda size, duration_seconds, retries: batches.append((size, duration_seconds, retries)),
     )
     saves_before = app.save_calls
     app.rival_writes += [the_saved_ones] * 3
@@ -637,16 +623,12 @@ def test_submit_before_start_is_refused(app: CountingApp) -> None:
 
 
 def test_an_application_cache_that_does_not_fast_forward_is_refused() -> None:
-    app = Application[UUID](
-        env={**POPO_ENV, "AGGREGATE_CACHE_MAXSIZE": "10", "AGGREGATE_CACHE_FASTFORWARD": "n"}
-    )
+    app = Application[UUID](env={**POPO_ENV, "AGGREGATE_CACHE_MAXSIZE": "10", "AGGREGATE_CACHE_FASTFORWARD": "n"})
     with pytest.raises(ValueError, match="fast-forward"):
         GroupCommitter(app)
 
 
-def test_a_command_cancelled_while_queued_never_runs(
-    app: CountingApp, committer: GroupCommitter
-) -> None:
+def test_a_command_cancelled_while_queued_never_runs(app: CountingApp, committer: GroupCommitter) -> None:
     (a,) = seed(app, Counter("a"))
     gate = Gate()
     gate.hold(committer)

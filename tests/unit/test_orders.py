@@ -40,12 +40,8 @@ class Shop:
         level = self.app.get_inventory_level(self.merchant_id, sku)
         return level.on_hand, level.reserved, level.available
 
-    def place(
-        self, *lines: tuple[str, int, int], currency: str = "EUR", **options: object
-    ) -> OrderView:
-        order_lines = [
-            OrderLine(sku, quantity, Money(price, currency)) for sku, quantity, price in lines
-        ]
+    def place(self, *lines: tuple[str, int, int], currency: str = "EUR", **options: object) -> OrderView:
+        order_lines = [OrderLine(sku, quantity, Money(price, currency)) for sku, quantity, price in lines]
         return self.app.place_order(
             CONTEXT,
             self.merchant_id,
@@ -66,9 +62,7 @@ class Shop:
         currency: str = "EUR",
         refund_id: str | None = None,
     ):
-        event = GatewayEvent(
-            kind, "stripe", ref, f"evt_{uuid4().hex}", order_id, amount, currency, refund_id
-        )
+        event = GatewayEvent(kind, "stripe", ref, f"evt_{uuid4().hex}", order_id, amount, currency, refund_id)
         return self.app.apply_gateway_event(GATEWAY, self.merchant_id, event, now=NOW)
 
     def order(self, order_id: UUID) -> OrderView:
@@ -118,9 +112,7 @@ def test_a_line_in_another_currency_is_refused_and_holds_nothing(shop: Shop):
     shop.stock("A", 10)
     lines = [OrderLine("A", 1, Money(100, "EUR")), OrderLine("A", 1, Money(100, "USD"))]
     with pytest.raises(CurrencyMismatchError):
-        shop.app.place_order(
-            CONTEXT, shop.merchant_id, order_id=uuid4(), lines=lines, currency="EUR"
-        )
+        shop.app.place_order(CONTEXT, shop.merchant_id, order_id=uuid4(), lines=lines, currency="EUR")
     assert shop.level("A") == (10, 0, 10)
 
 
@@ -137,9 +129,7 @@ def test_a_line_in_another_currency_is_refused_and_holds_nothing(shop: Shop):
         ([("A", 1, 100)], {"customer_ref": "x" * 256}),
     ],
 )
-def test_invalid_orders_are_refused(
-    shop: Shop, lines: list[tuple[str, int, int]], options: dict[str, object]
-):
+def test_invalid_orders_are_refused(shop: Shop, lines: list[tuple[str, int, int]], options: dict[str, object]):
     shop.stock("A", 100_000)
     with pytest.raises(InvalidCommandError):
         shop.place(*lines, **options)
@@ -151,9 +141,7 @@ def test_placing_an_order_with_a_taken_id_is_refused(shop: Shop):
     order = shop.place(("A", 1, 100))
     line = OrderLine("A", 1, Money(100, "EUR"))
     with pytest.raises(OrderAlreadyExistsError):
-        shop.app.place_order(
-            CONTEXT, shop.merchant_id, order_id=order.id, lines=[line], currency="EUR"
-        )
+        shop.app.place_order(CONTEXT, shop.merchant_id, order_id=order.id, lines=[line], currency="EUR")
     assert shop.level("A") == (10, 1, 9)
 
 
@@ -206,9 +194,7 @@ def test_another_merchants_order_is_not_found(shop: Shop):
 def test_an_order_is_not_expired_before_its_hold_passes(shop: Shop):
     shop.stock("A", 10)
     order = shop.place(("A", 3, 100), hold_seconds=900)
-    result = shop.app.expire_order(
-        CONTEXT, shop.merchant_id, order.id, now=NOW + timedelta(seconds=899)
-    )
+    result = shop.app.expire_order(CONTEXT, shop.merchant_id, order.id, now=NOW + timedelta(seconds=899))
     assert result.expired is False
     assert result.order.status is OrderStatus.RESERVED
     assert shop.level("A") == (10, 3, 7)
@@ -285,9 +271,7 @@ def test_a_capture_for_a_cancelled_order_without_stock_is_paid_unfulfillable(sho
     outcome = shop.fact(GatewayEventKind.CAPTURED, order.id, 300)
     assert outcome.order is not None
     assert outcome.order.status is OrderStatus.PAID_UNFULFILLABLE
-    assert [anomaly.kind for anomaly in outcome.payment.anomalies] == [
-        AnomalyKind.PAID_UNFULFILLABLE
-    ]
+    assert [anomaly.kind for anomaly in outcome.payment.anomalies] == [AnomalyKind.PAID_UNFULFILLABLE]
     assert shop.level("A") == (3, 2, 1)
 
 
@@ -350,9 +334,7 @@ def test_a_payment_in_another_currency_is_linked_flagged_and_never_counted(shop:
     assert outcome.order.payment_ids == (outcome.payment.id,)
     assert outcome.payment.currency == "USD"
     assert outcome.payment.amount_captured == 500
-    assert [anomaly.kind for anomaly in outcome.payment.anomalies] == [
-        AnomalyKind.CURRENCY_MISMATCH
-    ]
+    assert [anomaly.kind for anomaly in outcome.payment.anomalies] == [AnomalyKind.CURRENCY_MISMATCH]
 
 
 def test_a_payment_for_an_unknown_order_is_recorded_and_flagged(shop: Shop):
@@ -365,9 +347,7 @@ def test_a_payment_for_an_unknown_order_is_recorded_and_flagged(shop: Shop):
 def test_a_redelivered_capture_pays_an_order_that_was_unknown_at_first_delivery(shop: Shop):
     shop.stock("A", 10)
     order_id = uuid4()
-    capture = GatewayEvent(
-        GatewayEventKind.CAPTURED, "stripe", "pi_1", "evt_1", order_id, 100, "EUR"
-    )
+    capture = GatewayEvent(GatewayEventKind.CAPTURED, "stripe", "pi_1", "evt_1", order_id, 100, "EUR")
     first = shop.app.apply_gateway_event(GATEWAY, shop.merchant_id, capture, now=NOW)
     assert first.order is None
     line = OrderLine("A", 1, Money(100, "EUR"))

@@ -26,9 +26,7 @@ def fact(
     order_id: UUID | None = ORDER,
     ref: str = "pi_1",
 ) -> GatewayEvent:
-    return GatewayEvent(
-        kind, "stripe", ref, f"evt_{uuid4().hex}", order_id, amount, currency, refund_id
-    )
+    return GatewayEvent(kind, "stripe", ref, f"evt_{uuid4().hex}", order_id, amount, currency, refund_id)
 
 
 def payment_of(*facts: GatewayEvent) -> Payment:
@@ -146,9 +144,7 @@ def test_failure_alone_is_failed_and_a_capture_overrides_it():
 
 
 def test_a_dispute_takes_precedence_over_refunds():
-    payment = payment_of(
-        fact(K.CAPTURED, 100), fact(K.REFUNDED, 100, refund_id="re_1"), fact(K.DISPUTED, 100)
-    )
+    payment = payment_of(fact(K.CAPTURED, 100), fact(K.REFUNDED, 100, refund_id="re_1"), fact(K.DISPUTED, 100))
     assert payment.status is PaymentStatus.DISPUTED
     assert payment.is_disputed
 

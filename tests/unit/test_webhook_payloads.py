@@ -76,9 +76,7 @@ def stripe_fact(kind: GatewayEventKind, amount: int, **fields: Any) -> GatewayEv
 
 def standard_body(event_type: str, **data: Any) -> bytes:
     fields = {"gateway_ref": "pay_42", "amount": 2500, "currency": "GBP", **data}
-    return json.dumps(
-        {"type": event_type, "timestamp": "2024-01-01T00:00:00Z", "data": fields}
-    ).encode()
+    return json.dumps({"type": event_type, "timestamp": "2024-01-01T00:00:00Z", "data": fields}).encode()
 
 
 def malformed_detail(parse: Any, *args: Any) -> str:
@@ -115,12 +113,8 @@ def test_stripe_payment_failed_is_a_failure_with_amount_zero() -> None:
 def test_stripe_charge_refunded_gives_one_refund_per_listed_refund() -> None:
     body = stripe_body("charge.refunded", charge([refund("re_1", 300), refund("re_2", 700)]))
     expected = [
-        stripe_fact(
-            GatewayEventKind.REFUNDED, 300, currency="EUR", order_id=None, refund_id="re_1"
-        ),
-        stripe_fact(
-            GatewayEventKind.REFUNDED, 700, currency="EUR", order_id=None, refund_id="re_2"
-        ),
+        stripe_fact(GatewayEventKind.REFUNDED, 300, currency="EUR", order_id=None, refund_id="re_1"),
+        stripe_fact(GatewayEventKind.REFUNDED, 700, currency="EUR", order_id=None, refund_id="re_2"),
     ]
     assert parse_stripe(body) == expected
 
@@ -180,9 +174,7 @@ def test_stripe_dispute_created_is_a_dispute_of_the_payment_intent() -> None:
 
 
 def test_stripe_currency_is_upper_cased() -> None:
-    body = stripe_body(
-        "payment_intent.succeeded", payment_intent(amount_received=1, currency="jpy")
-    )
+    body = stripe_body("payment_intent.succeeded", payment_intent(amount_received=1, currency="jpy"))
     facts = parse_stripe(body)
     assert isinstance(facts, list)
     assert facts[0].currency == "JPY"
@@ -237,9 +229,7 @@ def test_stripe_other_event_types_are_ignored_whatever_their_object(event_type: 
         (b'{"id": "evt_1", "type": "payment_intent.succeeded", "data": {}}', "`object`"),
     ],
 )
-def test_stripe_malformed_envelope_is_rejected_with_a_readable_detail(
-    body: bytes, mentions: str
-) -> None:
+def test_stripe_malformed_envelope_is_rejected_with_a_readable_detail(body: bytes, mentions: str) -> None:
     assert mentions in malformed_detail(parse_stripe, body)
 
 
@@ -309,9 +299,7 @@ def standard_fact(kind: GatewayEventKind, amount: int = 2500, **fields: Any) -> 
         ("payment.disputed", GatewayEventKind.DISPUTED),
     ],
 )
-def test_standard_payment_event_becomes_the_matching_fact(
-    event_type: str, kind: GatewayEventKind
-) -> None:
+def test_standard_payment_event_becomes_the_matching_fact(event_type: str, kind: GatewayEventKind) -> None:
     body = standard_body(event_type, order_id=str(ORDER_ID))
     assert parse_standard(body, "msg_1") == [standard_fact(kind)]
 
@@ -345,9 +333,7 @@ def test_standard_refund_id_outside_a_refund_is_dropped() -> None:
 
 def test_standard_order_id_is_optional_and_currency_is_upper_cased() -> None:
     body = standard_body("payment.captured", currency="gbp")
-    assert parse_standard(body, "msg_1") == [
-        standard_fact(GatewayEventKind.CAPTURED, order_id=None)
-    ]
+    assert parse_standard(body, "msg_1") == [standard_fact(GatewayEventKind.CAPTURED, order_id=None)]
 
 
 def test_standard_fields_added_by_the_sender_are_tolerated() -> None:
@@ -380,9 +366,7 @@ def test_standard_other_event_types_are_ignored_whatever_their_data(event_type: 
         (standard_body("payment.refunded", refund_id=""), "refund_id"),
     ],
 )
-def test_standard_malformed_body_is_rejected_with_a_readable_detail(
-    body: bytes, mentions: str
-) -> None:
+def test_standard_malformed_body_is_rejected_with_a_readable_detail(body: bytes, mentions: str) -> None:
     assert mentions in malformed_detail(parse_standard, body, "msg_1")
 
 
@@ -424,9 +408,7 @@ def test_parse_event_dispatches_on_gateway() -> None:
     stripe = stripe_body("payment_intent.succeeded", payment_intent(amount_received=4500))
     assert parse_event("stripe", stripe, {}) == [stripe_fact(GatewayEventKind.CAPTURED, 4500)]
     standard = standard_body("payment.captured", order_id=str(ORDER_ID))
-    assert parse_event("standard", standard, {"webhook-id": "msg_1"}) == [
-        standard_fact(GatewayEventKind.CAPTURED)
-    ]
+    assert parse_event("standard", standard, {"webhook-id": "msg_1"}) == [standard_fact(GatewayEventKind.CAPTURED)]
 
 
 @pytest.mark.parametrize("function", [parse_event, event_id_of])

@@ -32,9 +32,7 @@ STANDARD_OLD_SECRET = "whsec_" + base64.b64encode(b"o" * 32).decode()
 MSG_ID = "msg_2Lh9Kx"
 
 
-def reference_standard_headers(
-    body: bytes, secret: str, timestamp: int, msg_id: str = MSG_ID
-) -> dict[str, str]:
+def reference_standard_headers(body: bytes, secret: str, timestamp: int, msg_id: str = MSG_ID) -> dict[str, str]:
     """Headers signed by the `standardwebhooks` package itself."""
     signature = Webhook(secret).sign(
         msg_id=msg_id, timestamp=datetime.fromtimestamp(timestamp, tz=UTC), data=body.decode()
@@ -94,24 +92,18 @@ def test_stripe_key_is_the_whole_secret_including_its_whsec_prefix() -> None:
 def test_stripe_body_changed_by_one_byte_is_rejected(index: int) -> None:
     header = sign_stripe(BODY, STRIPE_SECRET, NOW)
     tampered = one_byte_changed(BODY, index)
-    assert (
-        stripe_reason(tampered, header, [STRIPE_SECRET]) is SignatureFailure.NO_MATCHING_SIGNATURE
-    )
+    assert stripe_reason(tampered, header, [STRIPE_SECRET]) is SignatureFailure.NO_MATCHING_SIGNATURE
 
 
 def test_stripe_body_with_one_byte_appended_is_rejected() -> None:
     header = sign_stripe(BODY, STRIPE_SECRET, NOW)
-    assert stripe_reason(BODY + b" ", header, [STRIPE_SECRET]) is (
-        SignatureFailure.NO_MATCHING_SIGNATURE
-    )
+    assert stripe_reason(BODY + b" ", header, [STRIPE_SECRET]) is (SignatureFailure.NO_MATCHING_SIGNATURE)
 
 
 @pytest.mark.parametrize("offset_s", [-301, 301, -86_400, 86_400])
 def test_stripe_timestamp_beyond_300_seconds_either_way_is_rejected(offset_s: int) -> None:
     header = reference_stripe_header(BODY, STRIPE_SECRET, NOW + offset_s)
-    assert stripe_reason(BODY, header, [STRIPE_SECRET]) is (
-        SignatureFailure.TIMESTAMP_OUT_OF_TOLERANCE
-    )
+    assert stripe_reason(BODY, header, [STRIPE_SECRET]) is (SignatureFailure.TIMESTAMP_OUT_OF_TOLERANCE)
 
 
 @pytest.mark.parametrize("offset_s", [-300, -299, 0, 299, 300])
@@ -236,25 +228,19 @@ def test_standard_header_names_are_matched_case_insensitively() -> None:
 def test_standard_body_changed_by_one_byte_is_rejected(index: int) -> None:
     headers = reference_standard_headers(BODY, STANDARD_SECRET, NOW)
     tampered = one_byte_changed(BODY, index)
-    assert standard_reason(tampered, headers, [STANDARD_SECRET]) is (
-        SignatureFailure.NO_MATCHING_SIGNATURE
-    )
+    assert standard_reason(tampered, headers, [STANDARD_SECRET]) is (SignatureFailure.NO_MATCHING_SIGNATURE)
 
 
 def test_standard_signature_moved_to_another_webhook_id_is_rejected() -> None:
     headers = reference_standard_headers(BODY, STANDARD_SECRET, NOW)
     headers["webhook-id"] = "msg_other"
-    assert standard_reason(BODY, headers, [STANDARD_SECRET]) is (
-        SignatureFailure.NO_MATCHING_SIGNATURE
-    )
+    assert standard_reason(BODY, headers, [STANDARD_SECRET]) is (SignatureFailure.NO_MATCHING_SIGNATURE)
 
 
 @pytest.mark.parametrize("offset_s", [-301, 301, -86_400, 86_400])
 def test_standard_timestamp_beyond_300_seconds_either_way_is_rejected(offset_s: int) -> None:
     headers = reference_standard_headers(BODY, STANDARD_SECRET, NOW + offset_s)
-    assert standard_reason(BODY, headers, [STANDARD_SECRET]) is (
-        SignatureFailure.TIMESTAMP_OUT_OF_TOLERANCE
-    )
+    assert standard_reason(BODY, headers, [STANDARD_SECRET]) is (SignatureFailure.TIMESTAMP_OUT_OF_TOLERANCE)
 
 
 @pytest.mark.parametrize("offset_s", [-300, -299, 0, 299, 300])
@@ -318,9 +304,7 @@ def test_standard_old_and_new_secret_are_both_accepted_during_rotation(
 
 def test_standard_wrong_secret_is_rejected() -> None:
     headers = reference_standard_headers(BODY, generate_secret("standard"), NOW)
-    assert standard_reason(BODY, headers, [STANDARD_SECRET]) is (
-        SignatureFailure.NO_MATCHING_SIGNATURE
-    )
+    assert standard_reason(BODY, headers, [STANDARD_SECRET]) is (SignatureFailure.NO_MATCHING_SIGNATURE)
 
 
 def test_standard_merchant_without_active_secret_rejects_everything() -> None:
