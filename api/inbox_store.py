@@ -35,6 +35,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from api import merchant_store
+from api.rate_limit import RateLimiter
 from daybook.settings import Settings
 from workers.inbox import MESSAGE_ROWS_MAX, enqueue
 
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 # most redeliveries come within hours); past it PostgreSQL still answers correctly.
 DEDUPE_TTL_S = 24 * 3600
 DEDUPE_KEY_PREFIX = "daybook:webhook:"
+REFRESHES_PER_MINUTE = 60
 SECRETS_TTL_S = 10.0
 SECRETS_CACHE_SIZE_MAX = 10_000
 BATCH_SIZE_MAX = 500
@@ -297,6 +299,7 @@ class SecretsCache:
         self._pool = pool
         self._cache: OrderedDict[tuple[uuid.UUID, str], tuple[float, list[str]]] = OrderedDict()
         self._lock = Lock()
+        self._refreshes = RateLimiter(REFRESHES_PER_MINUTE)
 
     def cached(self, merchant_id: uuid.UUID, gateway: str) -> list[str] | object:
         """The cached secrets, or :attr:`MISSING` when they must be read."""
@@ -319,6 +322,20 @@ class SecretsCache:
             while len(self._cache) > SECRETS_CACHE_SIZE_MAX:
                 self._cache.popitem(last=False)
         return secrets
+
+    def refresh_after_failure(self, merchant_id: uuid.UUID, gateway: str) -> list[str] | None:
+        """Fresh secrets after a failed verification, rate limited per endpoint.
+
+        The first failures read PostgreSQL at once (a secret rotated in elsewhere works
+        immediately); a flood of forged deliveries costs at most one read a second per
+        endpoint after a burst of ``REFRESHES_PER_MINUTE``, the cached secrets answering
+        the rest.
+        """
+        if self._refreshes.acquire(f"{merchant_id}:{gateway}") is not None:
+            cached = self.cached(merchant_id, gateway)
+            if isinstance(cached, list):
+                return cached
+        return self.refresh(merchant_id, gateway)
 
     async def secrets(self, merchant_id: uuid.UUID, gateway: str) -> list[str] | None:
         """The active secrets; reads PostgreSQL in a worker thread on a miss."""

@@ -105,7 +105,7 @@ async def receive_delivery(
             verify(gateway, body, headers, secrets, now=now, tolerance_s=tolerance_s)
         except InvalidSignatureError:
             # Perhaps signed with a secret rotated in after the cache was filled.
-            fresh = await anyio.to_thread.run_sync(secrets_cache.refresh, merchant_id, gateway) or []
+            fresh = await anyio.to_thread.run_sync(secrets_cache.refresh_after_failure, merchant_id, gateway) or []
             if fresh == secrets:
                 raise
             verify(gateway, body, headers, fresh, now=now, tolerance_s=tolerance_s)
