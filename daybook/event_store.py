@@ -35,6 +35,25 @@ class ColumnarApplicationRecorder(PostgresApplicationRecorder):
             "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
             "RETURNING notification_id"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        self.select_events_of_statement = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
+            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+
+    def select_events_of(self, originator_ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
+        """The stored events of many aggregates in one query, in version order per aggregate.
+
+        The group committer warms its cache with it: a batch touching 200 aggregates it has
+        not seen reads them in one round trip instead of 200.
+        """
+        events: dict[UUID, list[StoredEvent]] = {}
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.select_events_of_statement, (list(originator_ids),), prepare=True)
+            for row in curs.fetchall():
+                events.setdefault(row["originator_id"], []).append(
+                    StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"]))
+                )
+        return events
 
     def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any) -> None:
         self._lock_table(curs)

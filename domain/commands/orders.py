@@ -16,7 +16,7 @@ from domain.errors import (
     OutOfStockError,
     Shortage,
 )
-from domain.inventory import InventoryItem, check_aware, check_text
+from domain.inventory import InventoryItem, check_aware, check_text, inventory_item_id
 from domain.money import check_amount
 from domain.orders import Order, OrderLine, OrderView, check_order_lines, quantities_by_sku
 from domain.unit_of_work import DuplicateAggregateError, UnitOfWork
@@ -190,6 +190,10 @@ class PlaceOrder:
     hold_seconds: int = HOLD_SECONDS_DEFAULT
     now: datetime | None = None
 
+    def aggregate_ids(self) -> list[UUID]:
+        """The inventory items of its lines (a prefetch hint; the order itself is new)."""
+        return [inventory_item_id(self.merchant_id, sku) for sku in {line.sku for line in self.lines}]
+
     def __call__(self, uow: UnitOfWork, /) -> OrderView:
         return place_order(
             uow,
@@ -212,6 +216,10 @@ class CancelOrder:
     merchant_id: UUID
     order_id: UUID
 
+    def aggregate_ids(self) -> list[UUID]:
+        """The order (a prefetch hint; its items are known only once it is loaded)."""
+        return [self.order_id]
+
     def __call__(self, uow: UnitOfWork, /) -> OrderView:
         return cancel_order(uow, self.context, self.merchant_id, order_id=self.order_id)
 
@@ -224,6 +232,10 @@ class ExpireOrder:
     merchant_id: UUID
     order_id: UUID
     now: datetime | None = None
+
+    def aggregate_ids(self) -> list[UUID]:
+        """The order (a prefetch hint; its items are known only once it is loaded)."""
+        return [self.order_id]
 
     def __call__(self, uow: UnitOfWork, /) -> ExpiryResult:
         return expire_order(uow, self.context, self.merchant_id, order_id=self.order_id, now=self.now)

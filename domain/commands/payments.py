@@ -129,5 +129,12 @@ class ApplyGatewayEvent:
     fact: GatewayEvent
     now: datetime | None = None
 
+    def aggregate_ids(self) -> list[UUID]:
+        """The payment and, when the gateway named it, the order (a prefetch hint)."""
+        ids = [payment_id(self.merchant_id, self.fact.gateway, self.fact.gateway_ref)]
+        if isinstance(self.fact.order_id, UUID):
+            ids.append(self.fact.order_id)
+        return ids
+
     def __call__(self, uow: UnitOfWork, /) -> GatewayEventOutcome:
         return apply_gateway_event(uow, self.context, self.merchant_id, fact=self.fact, now=self.now)

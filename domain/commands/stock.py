@@ -84,6 +84,10 @@ class ReceiveStock:
     quantity: int
     reference: str | None = None
 
+    def aggregate_ids(self) -> list[UUID]:
+        """The inventory item it loads (a prefetch hint for batch runners)."""
+        return [inventory_item_id(self.merchant_id, self.sku)]
+
     def __call__(self, uow: UnitOfWork, /) -> InventoryLevel:
         return receive_stock(
             uow,
@@ -104,6 +108,10 @@ class AdjustStock:
     sku: str
     delta: int
     reason: str
+
+    def aggregate_ids(self) -> list[UUID]:
+        """The inventory item it loads (a prefetch hint for batch runners)."""
+        return [inventory_item_id(self.merchant_id, self.sku)]
 
     def __call__(self, uow: UnitOfWork, /) -> InventoryLevel:
         return adjust_stock(uow, self.context, self.merchant_id, sku=self.sku, delta=self.delta, reason=self.reason)

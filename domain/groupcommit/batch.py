@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import IntegrityError, Recording
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, Recording, StoredEvent
 
 from domain.groupcommit.batch_unit_of_work import BatchUnitOfWork, EventKey
 from domain.groupcommit.cache import AggregateCache
@@ -101,9 +103,13 @@ def run_batch(
     while True:
         try:
             cache.catch_up(app.recorder)
+            # Known only on the first attempt: a conflict means the store moved under us.
+            missing = _prefetch(app, cache, commands) if conflict_retries == 0 else frozenset[UUID]()
         except Exception as error:  # the store is unreachable: nothing can be decided
             return failed(error)
-        batch_pass, reruns = _run_commands(app, cache, commands, excluded, check_store_on_add=conflict_retries > 0)
+        batch_pass, reruns = _run_commands(
+            app, cache, commands, excluded, check_store_on_add=conflict_retries > 0, known_missing=missing
+        )
         dirty_reruns += reruns
         try:
             recordings = _save(app, batch_pass.uow)
@@ -136,6 +142,7 @@ def _run_commands(
     excluded: dict[int, Exception],
     *,
     check_store_on_add: bool,
+    known_missing: frozenset[UUID],
 ) -> tuple[_Pass, int]:
     """Runs every command not yet excluded; returns the pass and how often it restarted.
 
@@ -143,7 +150,7 @@ def _run_commands(
     """
     reruns = 0
     while True:
-        uow = BatchUnitOfWork(app, cache, check_store_on_add=check_store_on_add)
+        uow = BatchUnitOfWork(app, cache, check_store_on_add=check_store_on_add, known_missing=known_missing)
         outcomes: dict[int, tuple[Any, list[EventKey]] | Exception] = {}
         for index, command in enumerate(commands):
             if index in excluded:
@@ -162,6 +169,43 @@ def _run_commands(
         else:
             return _Pass(uow, outcomes), reruns
         reruns += 1
+
+
+@runtime_checkable
+class BulkEventReader(Protocol):
+    """A recorder that reads the events of many aggregates in one query."""
+
+    def select_events_of(self, originator_ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]: ...
+
+
+def _prefetch(app: Application[UUID], cache: AggregateCache, commands: Sequence[AnyCommand]) -> frozenset[UUID]:
+    """Loads, in one query, the aggregates the commands say they need and the cache lacks.
+
+    Commands may name them with an ``aggregate_ids()`` method (a hint: a command may
+    still load others, one by one). Returns the named ids that do not exist, so the
+    pass need not ask the store again. Does nothing when the recorder cannot read in
+    bulk (the in-memory store).
+    """
+    if not isinstance(app.recorder, BulkEventReader):
+        return frozenset()
+    wanted: set[UUID] = set()
+    for command in commands:
+        hint = getattr(command, "aggregate_ids", None)
+        if hint is not None:
+            with contextlib.suppress(Exception):  # a malformed command fails when it runs
+                wanted.update(hint())
+    wanted = {aggregate_id for aggregate_id in wanted if not cache.contains(aggregate_id)}
+    if not wanted:
+        return frozenset()
+    stored = app.recorder.select_events_of(sorted(wanted))
+    loaded: list[Aggregate] = []
+    for events in stored.values():
+        aggregate: Any = None
+        for stored_event in events:
+            aggregate = app.mapper.to_domain_event(stored_event).mutate(aggregate)  # type: ignore[attr-defined]
+        loaded.append(aggregate)
+    cache.put(loaded)
+    return frozenset(wanted - stored.keys())
 
 
 def _save(app: Application[UUID], uow: BatchUnitOfWork) -> list[Recording[UUID]] | None:

@@ -32,6 +32,7 @@ class BatchUnitOfWork:
         cache: AggregateCache,
         *,
         check_store_on_add: bool,
+        known_missing: frozenset[UUID] = frozenset(),
     ) -> None:
         """Starts an empty pass.
 
@@ -45,6 +46,7 @@ class BatchUnitOfWork:
         self._app = app
         self._cache = cache
         self._check_store_on_add = check_store_on_add
+        self._known_missing = known_missing
         self._touched: dict[UUID, Aggregate] = {}
         self._pending_counts_at_touch: dict[UUID, int] = {}
 
@@ -76,6 +78,8 @@ class BatchUnitOfWork:
         if aggregate is None:
             aggregate = self._cache.get(aggregate_id)
         if aggregate is None:
+            if aggregate_id in self._known_missing:
+                return None
             try:
                 aggregate = self._app.repository.get(aggregate_id)
             except AggregateNotFoundError:

@@ -49,6 +49,10 @@ class AggregateCache:
             self._aggregates.move_to_end(aggregate_id)
         return aggregate
 
+    def contains(self, aggregate_id: UUID) -> bool:
+        """Whether the aggregate is cached (without marking it used)."""
+        return aggregate_id in self._aggregates
+
     def put(self, aggregates: Iterable[Aggregate]) -> None:
         """Caches committed aggregates, evicting the least recently used past the bound."""
         for aggregate in aggregates:
