@@ -32,13 +32,19 @@ def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
-@pytest.fixture(scope="session")
-def merchant(client: TestClient[Any], admin_headers: dict[str, str]) -> dict[str, Any]:
-    """A merchant created through the admin endpoint, with its keys and secrets."""
-    response = client.post("/v1/admin/merchants", json={"name": "Suite merchant"}, headers=admin_headers)
+def create_merchant(client: TestClient[Any], name: str) -> dict[str, Any]:
+    """A merchant created through the admin endpoint: its keys, secrets and bearer ``headers``."""
+    response = client.post("/v1/admin/merchants", json={"name": name}, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
+    created["headers"] = {"Authorization": f"Bearer {created['api_key']}"}
     return created
+
+
+@pytest.fixture(scope="session")
+def merchant(client: TestClient[Any]) -> dict[str, Any]:
+    """A merchant created through the admin endpoint, with its keys and secrets."""
+    return create_merchant(client, "Suite merchant")
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from domain.context import CommandContext
 from domain.gateway import GatewayEvent, GatewayEventKind
 from domain.groupcommit import GroupCommitter
 from projections.orders import due_holds
+from tests.integration.conftest import create_merchant
 from tests.integration.serving import wait_for
 from workers.holds import expire_due_holds
 
@@ -55,11 +56,7 @@ def second_committer(database_url: str, api_settings: Settings) -> Iterator[Grou
 
 @pytest.fixture
 def lonely(client: TestClient[Any], admin_headers: dict[str, str]) -> dict[str, Any]:
-    response = client.post("/v1/admin/merchants", json={"name": "Expiring merchant"}, headers=admin_headers)
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    created["headers"] = {"Authorization": f"Bearer {created['api_key']}"}
-    return created
+    return create_merchant(client, "Expiring merchant")
 
 
 def _stock(client: TestClient[Any], headers: dict[str, str], quantity: int) -> str:

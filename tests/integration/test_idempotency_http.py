@@ -13,6 +13,7 @@ from litestar.testing import TestClient
 
 from api import idempotency_store
 from api.idempotency import request_hash
+from tests.integration.conftest import create_merchant
 
 pytestmark = pytest.mark.usefixtures("projections_running")
 
@@ -58,11 +59,7 @@ def _problem(response: Any, status: int, code: str) -> dict[str, Any]:
 @pytest.fixture
 def lonely(client: TestClient[Any], admin_headers: dict[str, str]) -> dict[str, Any]:
     """A merchant of the test's own: its order list holds only what the test placed."""
-    response = client.post("/v1/admin/merchants", json={"name": "Idempotent merchant"}, headers=admin_headers)
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    created["headers"] = {"Authorization": f"Bearer {created['api_key']}"}
-    return created
+    return create_merchant(client, "Idempotent merchant")
 
 
 def _orders_listed(client: TestClient[Any], headers: dict[str, str], position: str) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from litestar.testing import TestClient
 
 from api.app import create_app
 from daybook.settings import Settings
+from tests.integration.conftest import create_merchant
 
 pytestmark = pytest.mark.usefixtures("projections_running")
 
@@ -57,9 +58,8 @@ def _problem(response: Any, status: int, code: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def fresh_merchant_headers(client: TestClient[Any], admin_headers: dict[str, str]) -> dict[str, str]:
     """A merchant of its own, so that its lists hold only what a test put there."""
-    response = client.post("/v1/admin/merchants", json={"name": "Inventory lists"}, headers=admin_headers)
-    assert response.status_code == 201, response.text
-    return {"Authorization": f"Bearer {response.json()['api_key']}"}
+    headers: dict[str, str] = create_merchant(client, "Inventory lists")["headers"]
+    return headers
 
 
 # Receipts and adjustments.

@@ -16,6 +16,7 @@ from daybook.settings import Settings
 from domain.context import CommandContext
 from domain.gateway import GatewayEvent, GatewayEventKind
 from domain.inventory import inventory_item_id
+from tests.integration.conftest import create_merchant
 
 pytestmark = pytest.mark.usefixtures("projections_running")
 
@@ -124,17 +125,15 @@ def _capture(client: TestClient[Any], merchant_id: str, order: dict[str, Any]) -
 @pytest.fixture(scope="module")
 def other_merchant_headers(client: TestClient[Any], admin_headers: dict[str, str]) -> dict[str, str]:
     """A second merchant, created through the admin endpoint."""
-    response = client.post("/v1/admin/merchants", json={"name": "Other merchant"}, headers=admin_headers)
-    assert response.status_code == 201, response.text
-    return {"Authorization": f"Bearer {response.json()['api_key']}"}
+    headers: dict[str, str] = create_merchant(client, "Other merchant")["headers"]
+    return headers
 
 
 @pytest.fixture
 def lonely_merchant_headers(client: TestClient[Any], admin_headers: dict[str, str]) -> dict[str, str]:
     """A merchant of the test's own, so that its order list holds only what the test placed."""
-    response = client.post("/v1/admin/merchants", json={"name": "Lonely merchant"}, headers=admin_headers)
-    assert response.status_code == 201, response.text
-    return {"Authorization": f"Bearer {response.json()['api_key']}"}
+    headers: dict[str, str] = create_merchant(client, "Lonely merchant")["headers"]
+    return headers
 
 
 # Placing: validation.

@@ -18,6 +18,7 @@ from api.app import create_app
 from api.webhooks.signatures import generate_secret
 from daybook.database import connection_pool
 from daybook.settings import Settings
+from tests.integration.conftest import create_merchant
 from tests.integration.webhook_senders import (
     Delivery,
     inbox_rows,
@@ -37,10 +38,7 @@ CLOSED_REDIS_URL = "redis://127.0.0.1:1/0"
 @pytest.fixture(scope="module")
 def gateway_merchant(client: TestClient[Any], admin_headers: dict[str, str]) -> dict[str, Any]:
     """A merchant of this module's own, so that its inbox counts are this module's."""
-    response = client.post("/v1/admin/merchants", json={"name": "Webhook edge"}, headers=admin_headers)
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
+    return create_merchant(client, "Webhook edge")
 
 
 def _capture(order_id: str | None = None, amount: int = 1500) -> dict[str, Any]:

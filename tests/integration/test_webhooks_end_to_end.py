@@ -25,6 +25,7 @@ from domain.application import Daybook
 from domain.context import CommandContext
 from domain.gateway import payment_id
 from domain.payments import Payment
+from tests.integration.conftest import create_merchant
 from tests.integration.serving import wait_for
 from tests.integration.webhook_running import (
     LiveApi,
@@ -75,10 +76,7 @@ def worker(worker_process: WorkerProcess) -> WorkerProcess:
 @pytest.fixture
 def shop(client: TestClient[Any], admin_headers: dict[str, str]) -> dict[str, Any]:
     """A merchant of the test's own."""
-    response = client.post("/v1/admin/merchants", json={"name": "Webhook shop"}, headers=admin_headers)
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
+    return create_merchant(client, "Webhook shop")
 
 
 @pytest.fixture
