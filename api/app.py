@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from api.controllers.payments import PaymentsController, ReconciliationControlle
 from api.controllers.webhooks import webhooks_router
 from api.domain_errors import domain_exception_handlers
 from api.inbox_store import InboxWriter, SecretsCache
+from api.maintenance import purge_idempotency_keys_forever
 from api.metrics import PROJECTION_LAG, RequestMetricsMiddleware, observe_batch, track_queue_depth
 from api.problems import exception_handlers
 from api.rate_limit import RateLimiter
@@ -94,9 +96,11 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             webhook_secrets=SecretsCache(pool),
             inbox_writer=inbox_writer,
         )
+        housekeeping = asyncio.get_running_loop().create_task(purge_idempotency_keys_forever(app.state))
         try:
             yield
         finally:
+            housekeeping.cancel()
             await inbox_writer.stop()
             broker.close()
             committer.stop(timeout_seconds=10.0)
