@@ -17,28 +17,28 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from adapters.broker import make_broker
+from adapters.database import connection_pool, eventsourcing_env
+from adapters.logs import configure_logging
+from adapters.runtime import tune_gc
+from adapters.settings import Settings
 from api.auth import ApiKeyAuthentication, KeyResolver
 from api.controllers.admin import AdminController
 from api.controllers.health import HealthController
 from api.controllers.inventory import InventoryController
 from api.controllers.orders import OrdersController
 from api.controllers.payments import PaymentsController, ReconciliationController
-from api.controllers.webhooks import webhooks_router
-from api.domain_errors import domain_exception_handlers
-from api.inbox_store import InboxWriter, SecretsCache
 from api.maintenance import purge_idempotency_keys_forever
 from api.metrics import PROJECTION_LAG, RequestMetricsMiddleware, observe_batch, track_queue_depth
 from api.problems import exception_handlers
 from api.rate_limit import RateLimiter
 from api.readiness import projection_lags
 from api.request_id import add_request_id_header
-from daybook.database import connection_pool, eventsourcing_env
-from daybook.logs import configure_logging
-from daybook.runtime import tune_gc
-from daybook.settings import Settings
+from api.webhooks.controller import webhooks_router
+from api.webhooks.inbox_writer import InboxWriter
+from api.webhooks.secrets import SecretsCache
 from domain.application import Daybook
 from domain.groupcommit import GroupCommitter
-from workers.broker import make_broker
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             RequestMetricsMiddleware,
             DefineMiddleware(ApiKeyAuthentication, exclude=PUBLIC_PATHS),
         ],
-        exception_handlers={**exception_handlers(), **domain_exception_handlers()},  # type: ignore[dict-item]
+        exception_handlers=exception_handlers(),
         before_send=[add_request_id_header],
         request_max_body_size=settings.body_size_max_bytes,
         openapi_config=OpenAPIConfig(

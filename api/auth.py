@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from threading import Lock
 from typing import Any, Literal
 
+import anyio.to_thread
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from psycopg_pool import ConnectionPool
 
-from api import keys, merchant_store
+from adapters import keys, merchants
 from api.problems import ApiError
 
 MERCHANT, AUDITOR, ADMIN = "merchant", "auditor", "admin"
@@ -48,7 +49,7 @@ class KeyResolver:
     def __init__(self, pool: ConnectionPool, admin_key: str | None) -> None:
         self._pool = pool
         self._admin_hash = keys.sha256(admin_key) if admin_key else None
-        self._cache: OrderedDict[str, tuple[float, merchant_store.StoredKey | None]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[float, merchants.StoredKey | None]] = OrderedDict()
         self._lock = Lock()
 
     def resolve_cached(self, presented: str) -> Principal | Literal[False] | None:
@@ -76,10 +77,10 @@ class KeyResolver:
         key_id, secret = parts
         return _principal(key_id, secret, self._stored(key_id))
 
-    def _stored(self, key_id: str) -> merchant_store.StoredKey | None:
+    def _stored(self, key_id: str) -> merchants.StoredKey | None:
         now = time.monotonic()
         with self._pool.connection() as conn:
-            stored = merchant_store.find_key(conn, key_id)
+            stored = merchants.find_key(conn, key_id)
         with self._lock:
             self._cache[key_id] = (now + _CACHE_TTL_S, stored)
             while len(self._cache) > _CACHE_SIZE_MAX:
@@ -87,7 +88,7 @@ class KeyResolver:
         return stored
 
 
-def _principal(key_id: str, secret: str, stored: merchant_store.StoredKey | None) -> Principal | None:
+def _principal(key_id: str, secret: str, stored: merchants.StoredKey | None) -> Principal | None:
     if stored is None or not keys.matches(secret, stored.secret_sha256):
         return None
     return Principal(key_id, stored.role, stored.merchant_id)
@@ -117,8 +118,6 @@ class ApiKeyAuthentication(AbstractAuthenticationMiddleware):
 
 
 async def _in_thread(function: Callable[[str], Principal | None], argument: str) -> Principal | None:
-    import anyio.to_thread
-
     return await anyio.to_thread.run_sync(function, argument)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -18,7 +17,6 @@ from domain.unit_of_work import Command
 
 R = TypeVar("R")
 POSITION_HEADER = "X-Daybook-Position"
-_SKU = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def merchant_of(request: Request[Any, Any, Any]) -> Any:
@@ -43,13 +41,6 @@ async def run(request: Request[Any, Any, Any], command: Command[R]) -> tuple[R, 
     if position is None:  # nothing new was recorded: the store's current position is safe to wait for
         position = await anyio.to_thread.run_sync(state.daybook.recorder.max_notification_id) or 0
     return outcome.value, {POSITION_HEADER: str(position)}
-
-
-def check_sku(sku: str) -> str:
-    """400 ``invalid_request`` for a SKU outside ``[A-Za-z0-9._-]{1,64}``."""
-    if not _SKU.match(sku):
-        raise ApiError(400, "invalid_request", "A SKU is 1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-'.")
-    return sku
 
 
 def check_as_of(as_of: datetime | None) -> datetime | None:

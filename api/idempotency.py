@@ -18,12 +18,12 @@ import anyio.to_thread
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import idempotency_store
+from adapters import idempotency_keys
 from api.auth import MERCHANT, Principal
 from api.problems import ApiError
+from domain import limits
 
 HEADER = b"idempotency-key"
-KEY_LENGTH_MAX = 255
 REPLAYED_HEADERS = ("content-type", "x-daybook-position", "location")
 
 
@@ -52,13 +52,13 @@ class IdempotencyMiddleware:
         body_hash = request_hash(scope["method"], scope["path"], scope.get("query_string", b""), body)
         ttl = timedelta(hours=state.settings.idempotency_ttl_hours)
 
-        def claim() -> idempotency_store.StoredRequest | None:
+        def claim() -> idempotency_keys.StoredRequest | None:
             with state.pool.connection() as conn:
-                if idempotency_store.claim(conn, merchant_id, key, body_hash, ttl):
+                if idempotency_keys.claim(conn, merchant_id, key, body_hash, ttl):
                     return None
-                earlier = idempotency_store.find(conn, merchant_id, key)
+                earlier = idempotency_keys.find(conn, merchant_id, key)
                 if earlier is None:  # purged between the two statements: claim again
-                    if idempotency_store.claim(conn, merchant_id, key, body_hash, ttl):
+                    if idempotency_keys.claim(conn, merchant_id, key, body_hash, ttl):
                         return None
                     raise ApiError(409, "idempotency_key_in_use", "A request with this key is still running.")
                 return earlier
@@ -93,9 +93,9 @@ class IdempotencyMiddleware:
             with state.pool.connection() as conn:
                 if status < 500:
                     body = b"".join(chunks)
-                    idempotency_store.complete(conn, merchant_id, key, status_code=status, headers=headers, body=body)
+                    idempotency_keys.complete(conn, merchant_id, key, status_code=status, headers=headers, body=body)
                 else:
-                    idempotency_store.release(conn, merchant_id, key)
+                    idempotency_keys.release(conn, merchant_id, key)
 
         try:
             await self.app(scope, receive, capture)
@@ -112,8 +112,9 @@ def _idempotency_key(scope: Scope) -> str | None:
     for name, value in scope.get("headers", ()):
         if name == HEADER:
             key = bytes(value).decode("latin-1")
-            if not 1 <= len(key) <= KEY_LENGTH_MAX:
-                raise ApiError(400, "invalid_request", "Idempotency-Key must be 1-255 characters.")
+            if not 1 <= len(key) <= limits.IDEMPOTENCY_KEY_LENGTH_MAX:
+                detail = f"Idempotency-Key must be 1-{limits.IDEMPOTENCY_KEY_LENGTH_MAX} characters."
+                raise ApiError(400, "invalid_request", detail)
             return key
     return None
 
@@ -146,7 +147,7 @@ async def _buffer(receive: Receive, size_max: int) -> tuple[bytes, Receive]:
     return body, receive_again
 
 
-async def _answer_repeat(earlier: idempotency_store.StoredRequest, body_hash: bytes, send: Send) -> None:
+async def _answer_repeat(earlier: idempotency_keys.StoredRequest, body_hash: bytes, send: Send) -> None:
     if earlier.request_sha256 != body_hash:
         raise ApiError(409, "idempotency_key_reused", "This Idempotency-Key was used with a different request.")
     if earlier.state != "done" or earlier.status_code is None:

@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from api import idempotency_store
+from adapters import idempotency_keys
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ async def purge_idempotency_keys_forever(state: Any) -> None:
 
     def purge() -> int:
         with state.pool.connection() as conn:
-            return idempotency_store.purge(conn, ttl, PURGE_BATCH_MAX)
+            return idempotency_keys.purge(conn, ttl, PURGE_BATCH_MAX)
 
     while True:
         try:

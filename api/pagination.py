@@ -11,18 +11,16 @@ from typing import Any
 import msgspec
 
 from api.problems import ApiError
-
-LIMIT_DEFAULT = 50
-LIMIT_MAX = 100
+from domain import limits
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(list[Any])
 
 
-def check_limit(limit: int | None, maximum: int = LIMIT_MAX) -> int:
-    """The page size asked for, validated (default 50)."""
+def check_limit(limit: int | None, maximum: int = limits.PAGE_SIZE_MAX) -> int:
+    """The page size asked for, validated (default ``PAGE_SIZE_DEFAULT``)."""
     if limit is None:
-        return LIMIT_DEFAULT
+        return limits.PAGE_SIZE_DEFAULT
     if not 1 <= limit <= maximum:
         raise ApiError(400, "invalid_request", f"limit must be between 1 and {maximum}.")
     return limit

@@ -1,14 +1,16 @@
 """RFC 9457 problem responses: the one place where errors become HTTP.
 
 Every error the API returns is ``application/problem+json`` with ``status``, ``title``,
-``detail``, a stable snake_case ``code`` and the ``request_id``. Domain errors know
-nothing of HTTP; :data:`DOMAIN_ERROR_MAP` below maps them (the domain registers nothing).
+``detail``, a stable snake_case ``code`` and the ``request_id``. Domain and group-commit
+errors know nothing of HTTP but carry their contract code; :data:`ERROR_STATUSES` adds
+only the status, the headers and any extra fields of each.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request, Response
@@ -16,6 +18,25 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import Scope
 
 from api.request_id import request_id_of
+from domain.errors import (
+    CurrencyMismatchError,
+    DomainError,
+    InsufficientStockError,
+    InvalidCommandError,
+    InvalidStateError,
+    InventoryItemNotFoundError,
+    OrderAlreadyExistsError,
+    OrderNotFoundError,
+    OutOfStockError,
+    PaymentNotFoundError,
+)
+from domain.groupcommit import (
+    CommitOutcomeUnknownError,
+    ConflictRetriesExhaustedError,
+    GroupCommitError,
+    GroupCommitterStoppedError,
+    OverloadedError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,21 +144,69 @@ def _handle_unexpected(request: Request[Any, Any, Any], error: Exception) -> Res
     )
 
 
-def domain_error_handler(
-    status_code: int, code: str, extra: Callable[[Any], Mapping[str, Any]] | None = None
-) -> Callable[[Request[Any, Any, Any], Exception], Response[Any]]:
-    """An exception handler that answers a domain error with ``status_code`` and ``code``."""
+RETRY_AFTER = {"Retry-After": "1"}
 
-    def handle(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
-        fields = extra(error) if extra is not None else None
-        return problem_response(request.scope, status_code, code, str(error), extra=fields)
 
-    return handle
+def _shortages(error: Exception) -> dict[str, Any]:
+    assert isinstance(error, OutOfStockError)
+    return {"lines": [{"sku": s.sku, "requested": s.requested, "available": s.available} for s in error.lines]}
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorStatus:
+    """How one error class is answered; its ``code`` is the error's own.
+
+    Attributes:
+        status: the HTTP status.
+        headers: response headers (``Retry-After`` for what a retry may fix).
+        fields_of: the problem's fields beyond the standard ones, from the error.
+        detail: a fixed detail, where the error's message is not for callers.
+    """
+
+    status: int
+    headers: Mapping[str, str] | None = None
+    fields_of: Callable[[Exception], dict[str, Any]] | None = None
+    detail: str | None = None
+
+
+ERROR_STATUSES: dict[type[Exception], ErrorStatus] = {
+    OutOfStockError: ErrorStatus(409, fields_of=_shortages),
+    InsufficientStockError: ErrorStatus(409),
+    InvalidStateError: ErrorStatus(409),
+    OrderAlreadyExistsError: ErrorStatus(409),
+    CurrencyMismatchError: ErrorStatus(400),
+    OrderNotFoundError: ErrorStatus(404),
+    InventoryItemNotFoundError: ErrorStatus(404),
+    PaymentNotFoundError: ErrorStatus(404),
+    InvalidCommandError: ErrorStatus(400),
+    OverloadedError: ErrorStatus(503, RETRY_AFTER, detail="Too many commands are waiting; retry after a second."),
+    ConflictRetriesExhaustedError: ErrorStatus(
+        503, RETRY_AFTER, detail="Concurrent writers kept conflicting; nothing was applied. Retry."
+    ),
+    GroupCommitterStoppedError: ErrorStatus(
+        503, RETRY_AFTER, detail="The server is shutting down; nothing was applied. Retry."
+    ),
+    CommitOutcomeUnknownError: ErrorStatus(
+        503, RETRY_AFTER, detail="The server stopped while committing; retry with the same Idempotency-Key."
+    ),
+}
+"""Every domain and group-commit error the API answers; each must be listed here."""
+
+
+def _handle_coded(request: Request[Any, Any, Any], error: DomainError | GroupCommitError) -> Response[Any]:
+    answer = ERROR_STATUSES.get(type(error))
+    if answer is None:  # a new error class nobody mapped: a bug, answered as one
+        return _handle_unexpected(request, error)
+    fields = answer.fields_of(error) if answer.fields_of is not None else None
+    detail = answer.detail or str(error)
+    return problem_response(request.scope, answer.status, error.code, detail, headers=answer.headers, extra=fields)
 
 
 def exception_handlers() -> dict[Any, Callable[..., Response[Any]]]:
-    """The app's exception handlers; domain errors are added by :mod:`api.app`."""
+    """The app's exception handlers, domain and group-commit errors included."""
     return {
+        DomainError: _handle_coded,
+        GroupCommitError: _handle_coded,
         ApiError: _handle_api_error,
         ValidationException: _handle_validation,
         HTTPException: _handle_http,

@@ -1,16 +1,24 @@
-"""Read paths over the read models and the event store (SQL built once, reused)."""
+"""Read paths over the read models and the event store (SQL built once, reused).
+
+The reconciliation list reads the payments' anomalies (from ``payments_view``) and the
+orders that are ``paid_unfulfillable`` (from ``orders_view``) in one keyset order, so
+that it can be paginated.
+"""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from psycopg import Connection, sql
 
-from api.schemas import EventRead, LevelRead, LineRead, Money, OrderRead
+from api.schemas import EventRead, LevelRead, LineRead, Money, OrderRead, PaymentRead
 from domain.events import event_data, event_metadata, event_type, format_time, stream_type
+from domain.payments import AnomalyKind
 
 _LEVEL_COLUMNS = sql.SQL("sku, on_hand, reserved, available, updated_at")
 _LEVEL = sql.SQL("SELECT {} FROM inventory_levels WHERE merchant_id = %s AND sku = %s").format(_LEVEL_COLUMNS)
@@ -35,6 +43,61 @@ _STREAM = sql.SQL(
     "SELECT notification_id, originator_id, originator_version, topic, state FROM daybook_events "
     "WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version LIMIT %s"
 )
+
+_PAYMENT_COLUMNS = sql.SQL(
+    "payment_id, order_id, gateway, gateway_ref, status, amount_authorized, amount_captured, amount_refunded, "
+    "currency, created_at, updated_at"
+)
+_PAYMENT = sql.SQL("SELECT {} FROM payments_view WHERE merchant_id = %s AND payment_id = %s").format(_PAYMENT_COLUMNS)
+_PAYMENTS = sql.SQL(
+    "SELECT {} FROM payments_view WHERE merchant_id = %s AND (created_at, payment_id) > (%s, %s) "
+    "ORDER BY created_at, payment_id LIMIT %s"
+).format(_PAYMENT_COLUMNS)
+_PAYMENTS_OF_ORDER = sql.SQL(
+    "SELECT {} FROM payments_view WHERE merchant_id = %s AND order_id = %s AND (created_at, payment_id) > (%s, %s) "
+    "ORDER BY created_at, payment_id LIMIT %s"
+).format(_PAYMENT_COLUMNS)
+
+# A payment's paid_unfulfillable anomaly is left out: the order row below reports it
+# while the order is still in that status (a refund later resolves it).
+_ISSUES = sql.SQL(
+    "SELECT kind, order_id, payment_id, detail, created_at, sort_id FROM ("
+    " SELECT anomaly->>'kind' AS kind, p.order_id, p.payment_id, anomaly->>'detail' AS detail,"
+    " p.created_at, p.payment_id AS sort_id"
+    " FROM payments_view p CROSS JOIN LATERAL jsonb_array_elements(p.anomalies) AS anomaly"
+    " WHERE p.merchant_id = %(merchant)s AND p.anomalies <> '[]'::jsonb"
+    " AND (p.created_at, p.payment_id) >= (%(created)s, %(id)s)"
+    " AND anomaly->>'kind' <> %(unfulfillable)s"
+    " UNION ALL"
+    " SELECT %(unfulfillable)s, o.order_id, NULL::uuid,"
+    " 'paid ' || o.amount_captured || ' ' || o.currency || ' but the stock could not be held again',"
+    " o.created_at, o.order_id"
+    " FROM orders_view o WHERE o.merchant_id = %(merchant)s AND o.status = %(unfulfillable)s"
+    " AND (o.created_at, o.order_id) >= (%(created)s, %(id)s)"
+    ") issues WHERE (created_at, sort_id, kind) > (%(created)s, %(id)s, %(kind)s)"
+    " ORDER BY created_at, sort_id, kind LIMIT %(limit)s"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IssueRow:
+    """One thing to reconcile, with its keyset position.
+
+    Attributes:
+        kind: an :class:`~domain.payments.AnomalyKind` value.
+        order_id: the order concerned, if known.
+        payment_id: the payment concerned (``None`` for an order-level issue).
+        detail: human-readable description.
+        created_at: when the payment or order was created (the list order).
+        sort_id: the payment or order id (ties within ``created_at``).
+    """
+
+    kind: str
+    order_id: UUID | None
+    payment_id: UUID | None
+    detail: str
+    created_at: datetime
+    sort_id: UUID
 
 
 def level(conn: Connection[Any], merchant_id: uuid.UUID, sku: str) -> LevelRead | None:
@@ -127,3 +190,43 @@ def stream_events(
             )
         )
     return result
+
+
+def payment(conn: Connection[Any], merchant_id: UUID, payment_id: UUID) -> PaymentRead | None:
+    """One payment of the merchant from the read model."""
+    row = conn.execute(_PAYMENT, (merchant_id, payment_id)).fetchone()
+    return PaymentRead(*row) if row else None
+
+
+def payments(
+    conn: Connection[Any],
+    merchant_id: UUID,
+    order_id: UUID | None,
+    after: tuple[datetime, UUID],
+    limit: int,
+) -> list[PaymentRead]:
+    """A page of the merchant's payments (of one order, if given) in creation order."""
+    if order_id is None:
+        rows = conn.execute(_PAYMENTS, (merchant_id, *after, limit))
+    else:
+        rows = conn.execute(_PAYMENTS_OF_ORDER, (merchant_id, order_id, *after, limit))
+    return [PaymentRead(*row) for row in rows]
+
+
+def reconciliation_issues(
+    conn: Connection[Any],
+    merchant_id: UUID,
+    after: tuple[datetime, UUID, str],
+    limit: int,
+) -> list[IssueRow]:
+    """A page of the merchant's issues, ordered by (created_at, payment or order id, kind)."""
+    created, sort_id, kind = after
+    parameters = {
+        "merchant": merchant_id,
+        "created": created,
+        "id": sort_id,
+        "kind": kind,
+        "unfulfillable": AnomalyKind.PAID_UNFULFILLABLE.value,
+        "limit": limit,
+    }
+    return [IssueRow(*row) for row in conn.execute(_ISSUES, parameters)]

@@ -8,14 +8,16 @@ from typing import Annotated
 
 import msgspec
 
+from domain import limits
 from domain.inventory import InventoryLevel
 from domain.orders import OrderView
+from domain.payments import PaymentView
 
-Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+# Every bound comes from domain.limits (tests/unit/test_limits.py checks each one).
+Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.SKU_LENGTH_MAX, pattern=limits.SKU_PATTERN)]
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
-Amount = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
-QUANTITY_MAX = 1_000_000_000
+Amount = Annotated[int, msgspec.Meta(ge=0, le=limits.AMOUNT_MAX)]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.TEXT_LENGTH_MAX, pattern=limits.TEXT_PATTERN)]
 
 
 class Money(msgspec.Struct, forbid_unknown_fields=True):
@@ -28,15 +30,15 @@ class Money(msgspec.Struct, forbid_unknown_fields=True):
 class ReceiptCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Body of ``POST /v1/inventory/{sku}/receipts``."""
 
-    quantity: Annotated[int, msgspec.Meta(ge=1, le=QUANTITY_MAX)]
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=limits.RECEIPT_QUANTITY_MAX)]
     reference: Text | None = None
 
 
 class AdjustmentCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Body of ``POST /v1/inventory/{sku}/adjustments``."""
 
-    delta: Annotated[int, msgspec.Meta(ge=-QUANTITY_MAX, le=QUANTITY_MAX)]
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+    delta: Annotated[int, msgspec.Meta(ge=-limits.ADJUSTMENT_DELTA_MAX, le=limits.ADJUSTMENT_DELTA_MAX)]
+    reason: Text
 
 
 class LevelRead(msgspec.Struct):
@@ -58,17 +60,19 @@ class LineCreate(msgspec.Struct, forbid_unknown_fields=True):
     """One order line."""
 
     sku: Sku
-    quantity: Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+    quantity: Annotated[int, msgspec.Meta(ge=limits.LINE_QUANTITY_MIN, le=limits.LINE_QUANTITY_MAX)]
     unit_price: Money
 
 
 class OrderCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Body of ``POST /v1/orders``."""
 
-    lines: Annotated[list[LineCreate], msgspec.Meta(min_length=1, max_length=100)]
+    lines: Annotated[list[LineCreate], msgspec.Meta(min_length=limits.LINES_MIN, max_length=limits.LINES_MAX)]
     currency: Currency
     customer_ref: Text | None = None
-    hold_seconds: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 900
+    hold_seconds: Annotated[int, msgspec.Meta(ge=limits.HOLD_SECONDS_MIN, le=limits.HOLD_SECONDS_MAX)] = (
+        limits.HOLD_SECONDS_DEFAULT
+    )
 
 
 class LineRead(msgspec.Struct):
@@ -170,6 +174,23 @@ class PaymentRead(msgspec.Struct):
     currency: str
     created_at: datetime
     updated_at: datetime
+
+    @classmethod
+    def of(cls, view: PaymentView) -> PaymentRead:
+        """From the domain's payment view (a payment replayed from its events)."""
+        return cls(
+            id=view.id,
+            order_id=view.order_id,
+            gateway=view.gateway,
+            gateway_ref=view.gateway_ref,
+            status=str(view.status),
+            amount_authorized=view.amount_authorized,
+            amount_captured=view.amount_captured,
+            amount_refunded=view.amount_refunded,
+            currency=view.currency,
+            created_at=view.created_at,
+            updated_at=view.updated_at,
+        )
 
 
 class PaymentPage(msgspec.Struct):

@@ -18,8 +18,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from adapters.migrate import migrate
 from daybook.embedded import embedded_servers
-from daybook.migrate import migrate
 
 BENCH_HOME = Path(".daybook/bench")
 ADMIN_KEY = "dbk_admin_bench_key"

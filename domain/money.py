@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from domain.errors import CurrencyMismatchError, InvalidCommandError
+from domain.validation import check_amount
 
 _CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
 
@@ -19,21 +20,6 @@ def check_currency(currency: object) -> str:
     if not isinstance(currency, str) or _CURRENCY_PATTERN.fullmatch(currency) is None:
         raise InvalidCommandError("currency", f"{currency!r} is not an upper-case ISO 4217 code")
     return currency
-
-
-def check_amount(name: str, amount: object, minimum: int | None = 0) -> int:
-    """Returns ``amount`` when it is an ``int`` (not a bool, not a float) ≥ ``minimum``.
-
-    ``minimum=None`` accepts any integer (signed deltas).
-
-    Raises:
-        InvalidCommandError: naming the field ``name``.
-    """
-    if type(amount) is not int:
-        raise InvalidCommandError(name, f"{amount!r} is not an integer")
-    if minimum is not None and amount < minimum:
-        raise InvalidCommandError(name, f"{amount} is below {minimum}")
-    return amount
 
 
 @dataclass(frozen=True, slots=True)

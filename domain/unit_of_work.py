@@ -1,7 +1,7 @@
 """The unit of work that every Daybook command runs against.
 
-A command is a plain callable taking a :class:`UnitOfWork`. It loads the aggregates it
-needs through the unit of work, calls their command methods (which trigger events) and
+A command is called with a :class:`UnitOfWork`. It loads the aggregates it needs
+through the unit of work, calls their command methods (which trigger events) and
 returns its result. It never saves: whoever runs the command saves every aggregate the
 unit of work touched in one ``Application.save(...)`` call, so a command is atomic.
 
@@ -9,6 +9,11 @@ The same command runs unchanged on two runners:
 - :meth:`domain.application.Daybook.execute` — one command, one transaction;
 - :class:`domain.groupcommit.GroupCommitter` — many concurrent commands, one
   transaction per batch, aggregates cached between batches.
+
+Both units of work derive from :class:`TrackingUnitOfWork`, which keeps what a command
+touched; they differ only in where an aggregate comes from and how an existing id is
+known. One contract test class (``tests/unit/unit_of_work_contract.py``) runs against
+every implementation.
 """
 
 from __future__ import annotations
@@ -66,7 +71,11 @@ class UnitOfWork(Protocol):
 
 
 class Command(Protocol[R_co]):
-    """A command: runs against a unit of work and returns its result."""
+    """A command: called with a unit of work, it runs and returns its result.
+
+    Daybook's commands are frozen dataclasses whose ``__call__`` is their handler
+    (:mod:`domain.commands`); the group committer accepts any such callable.
+    """
 
     def __call__(self, uow: UnitOfWork, /) -> R_co: ...
 
@@ -81,3 +90,81 @@ def check_class(aggregate: Aggregate, aggregate_class: type[A], aggregate_id: UU
         msg = f"aggregate {aggregate_id} is a {actual}, not a {expected}"
         raise TypeError(msg)
     return aggregate
+
+
+class TrackingUnitOfWork:
+    """A unit of work that remembers every aggregate it handed out or was given.
+
+    A second ``find`` of the same id returns the same object; :attr:`touched` lists
+    them in first-touch order so that the runner can save them together. Subclasses
+    say where an aggregate not touched yet comes from (:meth:`_load`) and whether an
+    id is known to exist (:meth:`_exists`); :meth:`_touch` is their hook to note what
+    each command touched.
+    """
+
+    def __init__(self) -> None:
+        self._touched: dict[UUID, Aggregate] = {}
+
+    @property
+    def touched(self) -> list[Aggregate]:
+        """Every aggregate found or added, in first-touch order."""
+        return list(self._touched.values())
+
+    @property
+    def changed(self) -> list[Aggregate]:
+        """The touched aggregates that have events to save, in first-touch order."""
+        return [aggregate for aggregate in self._touched.values() if aggregate.pending_events]
+
+    def find(self, aggregate_id: UUID, aggregate_class: type[A]) -> A | None:
+        """Returns the aggregate, or ``None`` when no such aggregate exists.
+
+        Raises:
+            TypeError: the stored aggregate is of another class.
+        """
+        aggregate = self._touched.get(aggregate_id)
+        if aggregate is None:
+            aggregate = self._load(aggregate_id)
+            if aggregate is None:
+                return None
+        self._touch(aggregate)
+        return check_class(aggregate, aggregate_class, aggregate_id)
+
+    def get(self, aggregate_id: UUID, aggregate_class: type[A]) -> A:
+        """Returns the aggregate.
+
+        Raises:
+            AggregateMissingError: no such aggregate exists.
+            TypeError: the stored aggregate is of another class.
+        """
+        aggregate = self.find(aggregate_id, aggregate_class)
+        if aggregate is None:
+            raise AggregateMissingError(aggregate_id)
+        return aggregate
+
+    def add(self, aggregate: Aggregate) -> None:
+        """Registers a newly created aggregate so that it is saved with the others.
+
+        Raises:
+            DuplicateAggregateError: an aggregate with this id is known to exist.
+        """
+        if self._touched.get(aggregate.id) is aggregate:
+            return
+        if aggregate.id in self._touched or self._exists(aggregate.id):
+            raise DuplicateAggregateError(aggregate.id)
+        self._touched[aggregate.id] = aggregate
+        self._added(aggregate)
+
+    def _load(self, aggregate_id: UUID) -> Aggregate | None:
+        """The aggregate from wherever the subclass keeps them, or ``None``."""
+        raise NotImplementedError
+
+    def _exists(self, aggregate_id: UUID) -> bool:
+        """Whether an aggregate with this id is known to exist (beyond those touched)."""
+        raise NotImplementedError
+
+    def _touch(self, aggregate: Aggregate) -> None:
+        """Notes that the current command found ``aggregate``."""
+        self._touched.setdefault(aggregate.id, aggregate)
+
+    def _added(self, aggregate: Aggregate) -> None:
+        """Notes that the current command created ``aggregate`` (already in ``touched``)."""

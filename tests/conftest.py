@@ -22,9 +22,9 @@ import redis
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from adapters.migrate import migrate
+from adapters.settings import Settings
 from daybook.embedded import embedded_servers
-from daybook.migrate import migrate
-from daybook.settings import Settings
 
 TEST_REDIS_DB = 13
 

@@ -18,9 +18,8 @@ Failures:
 Rows whose message was lost (Redis flushed or restarted, a worker killed) stay pending:
 :func:`sweep_pending` sends them again, once per ``SWEEP_DELAY_S`` at most.
 
-The stored body is parsed with :mod:`domain.gateway.payloads`, the pure parser the edge
-uses (it imports nothing from the HTTP layer), so that a row is read exactly as it was
-accepted.
+The stored body is parsed with :mod:`adapters.gateways`, the pure parser the edge
+uses, so that a row is read exactly as it was accepted.
 """
 
 from __future__ import annotations
@@ -31,46 +30,25 @@ from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-from uuid import UUID
 
 import dramatiq
-from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from adapters import webhook_inbox
+from adapters.broker import enqueue_inbox_rows
+from adapters.gateways import Ignored, MalformedPayloadError, parse_delivery
+from adapters.webhook_inbox import InboxRow
 from domain.commands import ApplyGatewayEvent, GatewayEventOutcome
 from domain.context import CommandContext
 from domain.errors import DomainError
-from domain.gateway.payloads import Ignored, MalformedPayloadError, parse_event
 from domain.groupcommit import CommandOutcome, GroupCommitError, GroupCommitter
-from workers.broker import send
 
 log = logging.getLogger(__name__)
 
-PROCESS_ACTOR = "process_inbox"
-SWEEP_ACTOR = "sweep_inbox"
-MESSAGE_ROWS_MAX = 100
 ATTEMPTS_MAX = 20
 APPLY_WAIT_S = 30.0
 SWEEP_DELAY_S = 5.0
 SWEEP_ROWS_MAX = 1_000
-PARK_REASON_LENGTH_MAX = 1_000
-
-_CLAIM = sql.SQL(
-    "UPDATE webhook_inbox SET attempts = attempts + 1 WHERE inbox_id = ANY(%s) AND state = 'pending' "
-    "RETURNING inbox_id, merchant_id, gateway, event_id, body, headers, attempts"
-)
-_MARK_PROCESSED = sql.SQL(
-    "UPDATE webhook_inbox SET state = 'processed', processed_at = now() WHERE inbox_id = ANY(%s) AND state = 'pending'"
-)
-_PARK = sql.SQL(
-    "UPDATE webhook_inbox SET state = 'parked', processed_at = now(), park_reason = %s "
-    "WHERE inbox_id = %s AND state = 'pending'"
-)
-_SWEEP = sql.SQL(
-    "UPDATE webhook_inbox SET enqueued_at = now() WHERE inbox_id IN ("
-    "SELECT inbox_id FROM webhook_inbox WHERE state = 'pending' AND enqueued_at <= now() - %s "
-    "ORDER BY enqueued_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING inbox_id"
-)
 
 
 class InboxRetryError(Exception):
@@ -83,19 +61,6 @@ class InboxRetryError(Exception):
     def __init__(self, inbox_ids: Sequence[int], cause: BaseException | None) -> None:
         super().__init__(f"{len(inbox_ids)} inbox rows left pending: {cause!r}")
         self.inbox_ids = list(inbox_ids)
-
-
-@dataclass(frozen=True, slots=True)
-class InboxRow:
-    """A claimed inbox row."""
-
-    inbox_id: int
-    merchant_id: UUID
-    gateway: str
-    event_id: str
-    body: bytes
-    headers: dict[str, str]
-    attempts: int
 
 
 @dataclass(slots=True)
@@ -122,7 +87,7 @@ def process_rows(
         psycopg.Error: the inbox could not be read or updated (nothing was marked).
     """
     with pool.connection() as conn:
-        rows = [InboxRow(*row) for row in conn.execute(_CLAIM, (list(inbox_ids),))]
+        rows = webhook_inbox.claim(conn, inbox_ids)
     report = InboxReport()
     submitted: dict[int, list[Future[CommandOutcome[GatewayEventOutcome]]]] = {}
     for row in rows:
@@ -141,13 +106,8 @@ def process_rows(
     for inbox_id, futures in submitted.items():
         _settle(report, inbox_id, futures)
     with pool.connection() as conn:
-        if report.processed:
-            conn.execute(_MARK_PROCESSED, (report.processed,))
-        if report.parked:
-            with conn.cursor() as cursor:
-                cursor.executemany(
-                    _PARK, [(reason[:PARK_REASON_LENGTH_MAX], inbox_id) for inbox_id, reason in report.parked.items()]
-                )
+        webhook_inbox.mark_processed(conn, report.processed)
+        webhook_inbox.park(conn, report.parked)
     for inbox_id, reason in report.parked.items():
         log.warning("inbox row %d parked: %s", inbox_id, reason)
     if report.pending:
@@ -157,7 +117,7 @@ def process_rows(
 
 def _submit(committer: GroupCommitter, row: InboxRow) -> list[Future[CommandOutcome[GatewayEventOutcome]]]:
     """Queues one command per fact of the row; an ignored event yields none."""
-    parsed = parse_event(row.gateway, row.body, row.headers)
+    parsed = parse_delivery(row.gateway, row.body, row.event_id)
     if isinstance(parsed, Ignored):
         return []
     context = CommandContext(actor=f"gateway:{row.gateway}", request_id=str(row.inbox_id), causation_id=row.event_id)
@@ -187,16 +147,6 @@ def _pending(report: InboxReport, inbox_id: int, error: BaseException) -> None:
     log.info("inbox row %d left pending: %r", inbox_id, error)
 
 
-def enqueue(broker: dramatiq.Broker, inbox_ids: Sequence[int]) -> int:
-    """Sends messages for ``inbox_ids``, ``MESSAGE_ROWS_MAX`` rows per message; returns the count."""
-    ids = list(inbox_ids)
-    messages = 0
-    for start in range(0, len(ids), MESSAGE_ROWS_MAX):
-        send(broker, PROCESS_ACTOR, ids[start : start + MESSAGE_ROWS_MAX])
-        messages += 1
-    return messages
-
-
 def sweep_pending(
     pool: ConnectionPool[Any],
     broker: dramatiq.Broker,
@@ -210,9 +160,8 @@ def sweep_pending(
     every run. Returns the ids sent.
     """
     with pool.connection() as conn:
-        ids = [int(row[0]) for row in conn.execute(_SWEEP, (timedelta(seconds=delay_s), limit))]
+        ids = webhook_inbox.overdue(conn, timedelta(seconds=delay_s), limit)
     if ids:
-        ids.sort()
-        enqueue(broker, ids)
+        enqueue_inbox_rows(broker, ids)
         log.info("inbox sweep: sent %d pending rows again", len(ids))
     return ids

@@ -16,14 +16,13 @@ from types import FrameType
 
 import dramatiq
 
-from daybook.database import eventsourcing_env
-from daybook.runtime import tune_gc
-from daybook.settings import Settings
+from adapters.broker import EXPIRE_HOLDS_ACTOR, SWEEP_INBOX_ACTOR, make_broker, send
+from adapters.database import eventsourcing_env
+from adapters.runtime import tune_gc
+from adapters.settings import Settings
 from domain.application import Daybook
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
-from workers.broker import make_broker, send
-from workers.inbox import SWEEP_ACTOR
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +39,8 @@ class PeriodicJob:
 def scheduled_jobs(settings: Settings) -> list[PeriodicJob]:
     """The periodic jobs and their intervals."""
     return [
-        PeriodicJob("expire_holds", settings.hold_expiry_interval_seconds),
-        PeriodicJob(SWEEP_ACTOR, settings.inbox_sweep_interval_seconds),
+        PeriodicJob(EXPIRE_HOLDS_ACTOR, settings.hold_expiry_interval_seconds),
+        PeriodicJob(SWEEP_INBOX_ACTOR, settings.inbox_sweep_interval_seconds),
     ]
 
 

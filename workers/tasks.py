@@ -1,8 +1,9 @@
 """The dramatiq actors. ``daybook worker`` runs ``dramatiq workers.tasks``.
 
-The broker is configured from ``DAYBOOK_REDIS_URL`` when this module is imported, before
-any actor is declared (dramatiq binds actors to the global broker at declaration).
-Database resources are opened lazily, once per worker process.
+dramatiq binds actors to the global broker when they are declared, so the broker is
+configured from the settings (``DAYBOOK_REDIS_URL``) when this module is imported;
+without a Redis URL the import fails with a message saying so. Database resources
+are opened lazily, once per worker process.
 """
 
 from __future__ import annotations
@@ -16,16 +17,41 @@ import dramatiq
 import redis
 from psycopg_pool import ConnectionPool
 
-from daybook.database import connection_pool, eventsourcing_env
-from daybook.runtime import tune_gc
-from daybook.settings import Settings
+from adapters.broker import (
+    EXPIRE_HOLDS_ACTOR,
+    MAX_RETRIES,
+    PING_ACTOR,
+    PROCESS_INBOX_ACTOR,
+    SWEEP_INBOX_ACTOR,
+    TIME_LIMIT_MS,
+    make_broker,
+)
+from adapters.database import connection_pool, eventsourcing_env
+from adapters.runtime import tune_gc
+from adapters.settings import Settings
 from domain.application import Daybook
 from domain.groupcommit import GroupCommitter
-from workers.broker import MAX_RETRIES, TIME_LIMIT_MS, make_broker
 from workers.holds import expire_due_holds
-from workers.inbox import PROCESS_ACTOR, SWEEP_ACTOR, process_rows, sweep_pending
+from workers.inbox import process_rows, sweep_pending
 
-_REDIS_URL = os.environ["DAYBOOK_REDIS_URL"]
+
+class WorkerConfigurationError(RuntimeError):
+    """The worker cannot start: a required setting is missing."""
+
+
+@cache
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _required(value: str | None, variable: str) -> str:
+    if not value:
+        msg = f"the dramatiq workers need {variable} (daybook serve sets it)"
+        raise WorkerConfigurationError(msg)
+    return value
+
+
+_REDIS_URL = _required(_settings().redis_url, "DAYBOOK_REDIS_URL")
 tune_gc()
 dramatiq.set_broker(make_broker(_REDIS_URL))
 _redis = redis.Redis.from_url(_REDIS_URL, socket_timeout=5.0)
@@ -36,23 +62,18 @@ PING_TTL_S = 300
 
 
 @cache
-def _settings() -> Settings:
-    return Settings.from_env()
-
-
-@cache
 def _pool() -> ConnectionPool[Any]:
     settings = _settings()
-    assert settings.database_url is not None
-    return connection_pool(settings.database_url, settings, size=4, name="worker")
+    database_url = _required(settings.database_url, "DAYBOOK_DATABASE_URL")
+    return connection_pool(database_url, settings, size=4, name="worker")
 
 
 @cache
 def _committer() -> GroupCommitter:
     settings = _settings()
-    assert settings.database_url is not None
+    database_url = _required(settings.database_url, "DAYBOOK_DATABASE_URL")
     committer = GroupCommitter(
-        Daybook(env=eventsourcing_env(settings.database_url, settings)),
+        Daybook(env=eventsourcing_env(database_url, settings)),
         batch_size_max=settings.batch_size_max,
         batch_wait_ms=settings.batch_wait_ms,
         name="worker",
@@ -61,13 +82,13 @@ def _committer() -> GroupCommitter:
     return committer
 
 
-@dramatiq.actor(actor_name="ping", max_retries=MAX_RETRIES, time_limit=TIME_LIMIT_MS)
+@dramatiq.actor(actor_name=PING_ACTOR, max_retries=MAX_RETRIES, time_limit=TIME_LIMIT_MS)
 def ping(token: str) -> None:
     """Proves the broker → worker path: records that ``token`` was processed."""
     _redis.set(PING_KEY_PREFIX + token, str(os.getpid()), ex=PING_TTL_S)
 
 
-@dramatiq.actor(actor_name="expire_holds", max_retries=0, time_limit=TIME_LIMIT_MS)
+@dramatiq.actor(actor_name=EXPIRE_HOLDS_ACTOR, max_retries=0, time_limit=TIME_LIMIT_MS)
 def expire_holds() -> None:
     """Releases the stock of orders whose hold passed unpaid (scheduled every few seconds)."""
     with _lock:
@@ -82,7 +103,7 @@ INBOX_TIME_LIMIT_MS = 60_000
 
 
 @dramatiq.actor(
-    actor_name=PROCESS_ACTOR,
+    actor_name=PROCESS_INBOX_ACTOR,
     max_retries=INBOX_RETRIES_MAX,
     time_limit=INBOX_TIME_LIMIT_MS,
     min_backoff=200,
@@ -95,7 +116,7 @@ def process_inbox(inbox_ids: list[int]) -> None:
     process_rows(pool, committer, inbox_ids)
 
 
-@dramatiq.actor(actor_name=SWEEP_ACTOR, max_retries=0, time_limit=TIME_LIMIT_MS)
+@dramatiq.actor(actor_name=SWEEP_INBOX_ACTOR, max_retries=0, time_limit=TIME_LIMIT_MS)
 def sweep_inbox() -> None:
     """Sends again the inbox rows whose message was lost (scheduled every few seconds)."""
     with _lock:

@@ -10,15 +10,19 @@ from litestar import Controller, post
 from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody
 
-from api import merchant_store
+from adapters import merchants
 from api.auth import admin_only
 from api.problems import ApiError
+from domain import limits
 
 
 class MerchantCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Body of ``POST /v1/admin/merchants``."""
 
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    name: Annotated[
+        str,
+        msgspec.Meta(min_length=1, max_length=limits.MERCHANT_NAME_LENGTH_MAX, pattern=limits.TEXT_PATTERN),
+    ]
 
 
 class MerchantCreated(msgspec.Struct):
@@ -31,7 +35,7 @@ class MerchantCreated(msgspec.Struct):
     webhook_secrets: dict[str, str]
 
     @classmethod
-    def of(cls, created: merchant_store.CreatedMerchant) -> MerchantCreated:
+    def of(cls, created: merchants.CreatedMerchant) -> MerchantCreated:
         """Converts the store's result."""
         return cls(
             created.merchant_id,
@@ -58,8 +62,12 @@ class AdminController(Controller):
     @post("/merchants", operation_id="createMerchant", status_code=201, sync_to_thread=True)
     def create_merchant(self, state: State, data: JSONBody[MerchantCreate]) -> MerchantCreated:
         """Creates a merchant; its API key, auditor key and webhook secrets are shown once."""
+        try:
+            name = merchants.merchant_name(data.name)
+        except merchants.InvalidMerchantNameError as error:
+            raise ApiError(400, "invalid_request", f"{error}.") from None
         with state.pool.connection() as conn:
-            return MerchantCreated.of(merchant_store.create_merchant(conn, data.name.strip() or data.name))
+            return MerchantCreated.of(merchants.create_merchant(conn, name))
 
     @post(
         "/merchants/{merchant_id:uuid}/webhook-secrets/{gateway:str}/rotate",
@@ -75,6 +83,6 @@ class AdminController(Controller):
     ) -> SecretRotated:
         """Adds a new webhook secret; the previous one stays valid for 24 hours."""
         with state.pool.connection() as conn:
-            if not merchant_store.merchant_exists(conn, merchant_id):
+            if not merchants.merchant_exists(conn, merchant_id):
                 raise ApiError(404, "not_found", "No such merchant.")
-            return SecretRotated(merchant_store.rotate_webhook_secret(conn, merchant_id, gateway))
+            return SecretRotated(merchants.rotate_webhook_secret(conn, merchant_id, gateway))

@@ -11,13 +11,13 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from api import read_store
 from api.auth import merchant_only, merchant_or_auditor
 from api.bodies import strict_body
-from api.commands import check_sku, context_of, merchant_of, run
+from api.commands import context_of, merchant_of, run
 from api.idempotency import IdempotencyMiddleware
 from api.pagination import check_limit, decode_cursor
-from api.problems import ApiError
 from api.reads import read_one, read_page
 from api.schemas import AdjustmentCreate, LevelPage, LevelRead, ReceiptCreate
 from domain.commands import AdjustStock, ReceiveStock
+from domain.validation import check_sku
 
 PROJECTIONS = ("inventory_levels",)
 
@@ -50,8 +50,6 @@ class InventoryController(Controller):
     ) -> Response[LevelRead]:
         """Corrects on-hand stock; never below what is reserved (409 ``insufficient_stock``)."""
         data = await strict_body(request, AdjustmentCreate)
-        if data.delta == 0:
-            raise ApiError(400, "invalid_request", "delta must not be 0.")
         command = AdjustStock(context_of(request), merchant_of(request), check_sku(sku), data.delta, data.reason)
         level, headers = await run(request, command)
         return Response(LevelRead.of(level), status_code=201, headers=headers)

@@ -19,13 +19,13 @@ from api.pagination import check_limit, decode_cursor, decode_time_id_cursor, en
 from api.problems import ApiError
 from api.reads import read_one, read_page
 from api.schemas import EventPage, OrderCreate, OrderPage, OrderRead
+from domain import limits
 from domain.commands import CancelOrder, PlaceOrder
 from domain.errors import OrderAlreadyExistsError
 from domain.money import Money
 from domain.orders import OrderLine, OrderView, check_order_lines
 
 PROJECTIONS = ("orders",)
-EVENTS_LIMIT_MAX = 1_000
 # An order placed with an Idempotency-Key gets an id derived from it, so a retry after a
 # crash between commit and answer finds the order instead of placing a second one.
 ORDER_ID_NAMESPACE = uuid.UUID("0b7f5e62-3a55-4c1e-8d0e-2f41b8a1c7d3")
@@ -136,7 +136,7 @@ class OrdersController(Controller):
     ) -> EventPage:
         """The order's own event stream, in version order."""
         merchant_id, state = merchant_of(request), request.app.state
-        page_size = check_limit(limit, EVENTS_LIMIT_MAX)
+        page_size = check_limit(limit, limits.EVENT_PAGE_SIZE_MAX)
         position = decode_cursor(cursor, 1)
         after_version = position[0] if position else 0
         if type(after_version) is not int or after_version < 0:

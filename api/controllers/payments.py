@@ -9,15 +9,13 @@ from typing import Any
 from litestar import Controller, Request, get
 from litestar.params import FromPath, FromQuery
 
+from api import read_store
 from api.auth import merchant_or_auditor
 from api.commands import merchant_of
 from api.pagination import EPOCH, NIL, check_limit, decode_cursor, decode_time_id_cursor
 from api.problems import ApiError
 from api.reads import read_one, read_page
 from api.schemas import IssuePage, IssueRead, PaymentPage, PaymentRead
-from domain.payments import PaymentView
-from projections import payments as payments_store
-from projections.payments import PaymentRow
 
 PAYMENT_PROJECTIONS = ("payments",)
 ISSUE_PROJECTIONS = ("payments", "orders")
@@ -38,8 +36,8 @@ class PaymentsController(Controller):
             request,
             PAYMENT_PROJECTIONS,
             None,
-            lambda conn: _payment(row) if (row := payments_store.payment(conn, merchant_id, payment_id)) else None,
-            lambda _: _payment(daybook.get_payment(merchant_id, payment_id)),
+            lambda conn: read_store.payment(conn, merchant_id, payment_id),
+            lambda _: PaymentRead.of(daybook.get_payment(merchant_id, payment_id)),
         )
 
     @get("/", operation_id="listPayments")
@@ -57,10 +55,10 @@ class PaymentsController(Controller):
             request,
             PAYMENT_PROJECTIONS,
             page_size,
-            lambda conn, size: payments_store.payments(conn, merchant_id, order_id, after, size),
+            lambda conn, size: read_store.payments(conn, merchant_id, order_id, after, size),
             lambda row: (row.created_at.isoformat(), str(row.id)),
         )
-        return PaymentPage([_payment(row) for row in rows], next_cursor)
+        return PaymentPage(rows, next_cursor)
 
 
 class ReconciliationController(Controller):
@@ -92,24 +90,7 @@ class ReconciliationController(Controller):
             request,
             ISSUE_PROJECTIONS,
             page_size,
-            lambda conn, size: payments_store.reconciliation_issues(conn, merchant_id, after, size),
+            lambda conn, size: read_store.reconciliation_issues(conn, merchant_id, after, size),
             lambda row: (row.created_at.isoformat(), str(row.sort_id), row.kind),
         )
         return IssuePage([IssueRead(row.kind, row.detail, row.order_id, row.payment_id) for row in rows], next_cursor)
-
-
-def _payment(source: PaymentRow | PaymentView) -> PaymentRead:
-    """The contract's payment shape, from the read model's row or the replayed aggregate."""
-    return PaymentRead(
-        id=source.id,
-        order_id=source.order_id,
-        gateway=source.gateway,
-        gateway_ref=source.gateway_ref,
-        status=str(source.status),
-        amount_authorized=source.amount_authorized,
-        amount_captured=source.amount_captured,
-        amount_refunded=source.amount_refunded,
-        currency=source.currency,
-        created_at=source.created_at,
-        updated_at=source.updated_at,
-    )

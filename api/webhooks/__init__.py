@@ -1,45 +1,5 @@
-"""The webhook edge: signature verification and payload parsing (pure functions).
+"""The webhook edge, in one room: the endpoint, signatures, the inbox writer, the secrets cache.
 
-The HTTP endpoint, the inbox table and the queue use these; nothing here does I/O.
+The wire formats (body → facts) live below, in :mod:`adapters.gateways`, because the
+workers read stored bodies with them too.
 """
-
-from api.webhooks.signatures import (
-    InvalidSignatureError,
-    SignatureFailure,
-    generate_secret,
-    sign_standard,
-    sign_stripe,
-    verify,
-    verify_standard,
-    verify_stripe,
-)
-from domain.gateway.payloads import (
-    Ignored,
-    MalformedPayloadError,
-    ParseResult,
-    event_id_of,
-    parse_event,
-    parse_standard,
-    parse_stripe,
-)
-
-GATEWAYS = ("stripe", "standard")
-
-__all__ = [
-    "GATEWAYS",
-    "Ignored",
-    "InvalidSignatureError",
-    "MalformedPayloadError",
-    "ParseResult",
-    "SignatureFailure",
-    "event_id_of",
-    "generate_secret",
-    "parse_event",
-    "parse_standard",
-    "parse_stripe",
-    "sign_standard",
-    "sign_stripe",
-    "verify",
-    "verify_standard",
-    "verify_stripe",
-]

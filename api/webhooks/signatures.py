@@ -20,20 +20,17 @@ import binascii
 import hashlib
 import hmac
 import re
-import secrets as secrets_random
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 
-from domain.gateway.payloads import STANDARD_ID_HEADER, header_value
+from adapters.gateways.secrets import standard_key
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 (a format prefix, not a secret)
 TOLERANCE_S_DEFAULT = 300
-STANDARD_SECRET_BYTES = 32
-STRIPE_SECRET_BYTES = 32
 # Real headers are well under 1 KiB; the bound keeps a hostile header from costing work.
 HEADER_LENGTH_MAX = 4096
 
 STRIPE_SIGNATURE_HEADER = "stripe-signature"
+STANDARD_ID_HEADER = "webhook-id"
 STANDARD_TIMESTAMP_HEADER = "webhook-timestamp"
 STANDARD_SIGNATURE_HEADER = "webhook-signature"
 
@@ -69,22 +66,15 @@ class InvalidSignatureError(Exception):
         self.reason = reason
 
 
-def generate_secret(gateway: str) -> str:
-    """A new random webhook secret for ``gateway``.
-
-    Standard Webhooks secrets are ``whsec_`` + base64 of 32 random bytes (the key is the
-    decoded bytes). Stripe secrets are ``whsec_`` + a URL-safe token of 32 random bytes
-    (Stripe keys the HMAC with the whole string).
-
-    Raises:
-        ValueError: ``gateway`` is neither ``"stripe"`` nor ``"standard"``.
-    """
-    if gateway == "standard":
-        token = base64.b64encode(secrets_random.token_bytes(STANDARD_SECRET_BYTES)).decode()
-        return SECRET_PREFIX + token
-    if gateway == "stripe":
-        return SECRET_PREFIX + secrets_random.token_urlsafe(STRIPE_SECRET_BYTES)
-    raise ValueError(f"unknown gateway: {gateway!r}")
+def header_value(headers: Mapping[str, str], name: str) -> str | None:
+    """``headers[name]`` matched case-insensitively (``name`` in lower case)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    for key, candidate in headers.items():
+        if key.lower() == name:
+            return candidate
+    return None
 
 
 def verify(
@@ -214,24 +204,6 @@ def sign_standard(raw_body: bytes, secret: str, msg_id: str, timestamp: int) -> 
         STANDARD_TIMESTAMP_HEADER: str(timestamp),
         STANDARD_SIGNATURE_HEADER: "v1," + base64.b64encode(digest).decode(),
     }
-
-
-def standard_key(secret: str) -> bytes:
-    """The HMAC key of a Standard Webhooks secret: base64-decoded text after ``whsec_``.
-
-    Raises:
-        ValueError: the secret is not valid base64 or decodes to nothing.
-    """
-    encoded = secret.removeprefix(SECRET_PREFIX)
-    # Padding is optional in secrets handed out by some senders.
-    encoded += "=" * (-len(encoded) % 4)
-    try:
-        key = base64.b64decode(encoded, validate=True)
-    except binascii.Error as error:
-        raise ValueError("Standard Webhooks secret is not whsec_ + base64") from error
-    if not key:
-        raise ValueError("Standard Webhooks secret is empty")
-    return key
 
 
 def _stripe_digest(secret: str, signed: bytes) -> str:

@@ -1,39 +1,18 @@
-"""The Daybook commands: plain functions on a unit of work, and command objects.
+"""The Daybook commands: each a frozen dataclass whose ``__call__`` is its handler.
 
-Each function takes the :class:`~domain.unit_of_work.UnitOfWork`, the
-:class:`~domain.context.CommandContext` and the merchant id, validates everything
-before it triggers any event (so a :class:`~domain.errors.DomainError` leaves nothing
-to save), never saves, and returns a frozen view of what it changed. Each command
-object binds those arguments so that a runner (``Daybook.execute``, the group
-committer) can call it with just the unit of work.
+Called with a :class:`~domain.unit_of_work.UnitOfWork`, a command loads what it needs
+through it, lets the aggregates check their inputs and rules before any event is
+triggered (so a :class:`~domain.errors.DomainError` leaves nothing to save), never
+saves, and returns a frozen view of what it changed. A runner (``Daybook.execute``, the group committer)
+saves every aggregate the unit of work touched. ``aggregate_ids`` names the aggregates
+a command will load, so that a batch runner can read them in one query.
 """
 
-from domain.commands.orders import (
-    HOLD_SECONDS_DEFAULT,
-    HOLD_SECONDS_MAX,
-    HOLD_SECONDS_MIN,
-    CancelOrder,
-    ExpireOrder,
-    ExpiryResult,
-    PlaceOrder,
-    cancel_order,
-    expire_order,
-    find_order,
-    get_order,
-    place_order,
-)
-from domain.commands.payments import (
-    ApplyGatewayEvent,
-    GatewayEventOutcome,
-    apply_gateway_event,
-    settle_order,
-)
-from domain.commands.stock import AdjustStock, ReceiveStock, adjust_stock, find_item, receive_stock
+from domain.commands.orders import CancelOrder, ExpireOrder, ExpiryResult, PlaceOrder, find_order, get_order
+from domain.commands.payments import ApplyGatewayEvent, GatewayEventOutcome, settle_order
+from domain.commands.stock import AdjustStock, ReceiveStock, find_item
 
 __all__ = [
-    "HOLD_SECONDS_DEFAULT",
-    "HOLD_SECONDS_MAX",
-    "HOLD_SECONDS_MIN",
     "AdjustStock",
     "ApplyGatewayEvent",
     "CancelOrder",
@@ -42,14 +21,8 @@ __all__ = [
     "GatewayEventOutcome",
     "PlaceOrder",
     "ReceiveStock",
-    "adjust_stock",
-    "apply_gateway_event",
-    "cancel_order",
-    "expire_order",
     "find_item",
     "find_order",
     "get_order",
-    "place_order",
-    "receive_stock",
     "settle_order",
 ]

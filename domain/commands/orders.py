@@ -4,26 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from uuid import UUID
 
+from domain import limits
 from domain.commands.stock import find_item
 from domain.context import CommandContext
-from domain.errors import (
-    InvalidCommandError,
-    OrderAlreadyExistsError,
-    OrderNotFoundError,
-    OutOfStockError,
-    Shortage,
-)
-from domain.inventory import InventoryItem, check_aware, check_text, inventory_item_id
-from domain.money import check_amount
-from domain.orders import Order, OrderLine, OrderView, check_order_lines, quantities_by_sku
+from domain.errors import OrderAlreadyExistsError, OrderNotFoundError, OutOfStockError, Shortage
+from domain.inventory import InventoryItem, inventory_item_id
+from domain.orders import Order, OrderLine, OrderView, quantities_by_sku
 from domain.unit_of_work import DuplicateAggregateError, UnitOfWork
-
-HOLD_SECONDS_MIN = 60
-HOLD_SECONDS_MAX = 86_400
-HOLD_SECONDS_DEFAULT = 900
+from domain.validation import check_aware
 
 
 def find_order(uow: UnitOfWork, merchant_id: UUID, order_id: UUID) -> Order | None:
@@ -75,119 +66,28 @@ def release_holds(uow: UnitOfWork, context: CommandContext, order: Order, reason
             item.release(order.id, reason, context)
 
 
-def place_order(
-    uow: UnitOfWork,
-    context: CommandContext,
-    merchant_id: UUID,
-    *,
-    order_id: UUID,
-    lines: Sequence[OrderLine],
-    currency: str,
-    customer_ref: str | None = None,
-    hold_seconds: int = HOLD_SECONDS_DEFAULT,
-    now: datetime | None = None,
-) -> OrderView:
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
     """Places an order and holds stock for every line, all or nothing.
 
     Every line is checked before anything is recorded: on failure nothing is held and
-    no order exists. Lines of one SKU are held together (merged).
+    no order exists. Lines of one SKU are held together (merged). ``now`` defaults to
+    the instant the command runs.
 
-    Raises:
+    Raises (when called):
         OutOfStockError: listing every line whose SKU lacks available stock.
         CurrencyMismatchError: a unit price is not in the order's currency.
         OrderAlreadyExistsError: ``order_id`` is taken.
         InvalidCommandError: bad lines, ``hold_seconds`` or ``customer_ref``.
     """
-    context = context.stamped()
-    merged = check_order_lines(lines, currency)
-    check_amount("hold_seconds", hold_seconds, minimum=HOLD_SECONDS_MIN)
-    if hold_seconds > HOLD_SECONDS_MAX:
-        raise InvalidCommandError("hold_seconds", f"{hold_seconds} is above {HOLD_SECONDS_MAX}")
-    check_text("customer_ref", customer_ref, required=False)
-    now = check_aware("now", now) if now is not None else context.instant
-    quantities = quantities_by_sku(merged)
-    items, shortages = find_shortages(uow, merchant_id, quantities)
-    if shortages:
-        raise OutOfStockError(shortages)
-    hold_expires_at = now + timedelta(seconds=hold_seconds)
-    order = Order.place(
-        order_id=order_id,
-        merchant_id=merchant_id,
-        lines=merged,
-        currency=currency,
-        customer_ref=customer_ref,
-        hold_expires_at=hold_expires_at,
-        context=context,
-    )
-    try:
-        # No lookup first: a taken id is a database fact, reported by the unit of work
-        # (at once when it knows, else when the batch is saved and re-run).
-        uow.add(order)
-    except DuplicateAggregateError as error:
-        raise OrderAlreadyExistsError(order_id) from error
-    for sku, quantity in quantities.items():
-        items[sku].hold(order.id, quantity, hold_expires_at, context)
-    return order.view()
-
-
-def cancel_order(uow: UnitOfWork, context: CommandContext, merchant_id: UUID, *, order_id: UUID) -> OrderView:
-    """Cancels a reserved order and releases its stock (a no-op if already cancelled).
-
-    Raises:
-        OrderNotFoundError: no such order for this merchant.
-        InvalidStateError: the order is paid, expired, refunded…
-    """
-    context = context.stamped()
-    order = get_order(uow, merchant_id, order_id)
-    if order.cancel(context):
-        release_holds(uow, context, order, reason="cancelled")
-    return order.view()
-
-
-@dataclass(frozen=True, slots=True)
-class ExpiryResult:
-    """What :func:`expire_order` did."""
-
-    order: OrderView
-    expired: bool
-
-
-def expire_order(
-    uow: UnitOfWork,
-    context: CommandContext,
-    merchant_id: UUID,
-    *,
-    order_id: UUID,
-    now: datetime | None = None,
-) -> ExpiryResult:
-    """Expires a reserved order whose hold has passed and releases its stock.
-
-    A no-op (``expired=False``) when the order is not reserved or not yet due, so a
-    sweeper may run it twice.
-
-    Raises:
-        OrderNotFoundError: no such order for this merchant.
-    """
-    context = context.stamped()
-    now = check_aware("now", now) if now is not None else context.instant
-    order = get_order(uow, merchant_id, order_id)
-    expired = order.expire(now, context)
-    if expired:
-        release_holds(uow, context, order, reason="expired")
-    return ExpiryResult(order=order.view(), expired=expired)
-
-
-@dataclass(frozen=True, slots=True)
-class PlaceOrder:
-    """:func:`place_order` as a command object for a runner."""
 
     context: CommandContext
     merchant_id: UUID
     order_id: UUID
-    lines: tuple[OrderLine, ...]
+    lines: Sequence[OrderLine]
     currency: str
     customer_ref: str | None = None
-    hold_seconds: int = HOLD_SECONDS_DEFAULT
+    hold_seconds: int = limits.HOLD_SECONDS_DEFAULT
     now: datetime | None = None
 
     def aggregate_ids(self) -> list[UUID]:
@@ -195,22 +95,42 @@ class PlaceOrder:
         return [inventory_item_id(self.merchant_id, sku) for sku in {line.sku for line in self.lines}]
 
     def __call__(self, uow: UnitOfWork, /) -> OrderView:
-        return place_order(
-            uow,
-            self.context,
-            self.merchant_id,
+        """Runs the command; returns the placed order."""
+        context = self.context.stamped()
+        now = check_aware("now", self.now) if self.now is not None else context.instant
+        order = Order.place(
             order_id=self.order_id,
+            merchant_id=self.merchant_id,
             lines=self.lines,
             currency=self.currency,
             customer_ref=self.customer_ref,
             hold_seconds=self.hold_seconds,
-            now=self.now,
+            now=now,
+            context=context,
         )
+        quantities = quantities_by_sku(order.lines)
+        items, shortages = find_shortages(uow, self.merchant_id, quantities)
+        if shortages:
+            raise OutOfStockError(shortages)  # the new order was never added: nothing is saved
+        try:
+            # No lookup first: a taken id is a database fact, reported by the unit of work
+            # (at once when it knows, else when the batch is saved and re-run).
+            uow.add(order)
+        except DuplicateAggregateError as error:
+            raise OrderAlreadyExistsError(self.order_id) from error
+        for sku, quantity in quantities.items():
+            items[sku].hold(order.id, quantity, order.hold_expires_at, context)
+        return order.view()
 
 
 @dataclass(frozen=True, slots=True)
 class CancelOrder:
-    """:func:`cancel_order` as a command object for a runner."""
+    """Cancels a reserved order and releases its stock (a no-op if already cancelled).
+
+    Raises (when called):
+        OrderNotFoundError: no such order for this merchant.
+        InvalidStateError: the order is paid, expired, refunded…
+    """
 
     context: CommandContext
     merchant_id: UUID
@@ -221,12 +141,32 @@ class CancelOrder:
         return [self.order_id]
 
     def __call__(self, uow: UnitOfWork, /) -> OrderView:
-        return cancel_order(uow, self.context, self.merchant_id, order_id=self.order_id)
+        """Runs the command; returns the order."""
+        context = self.context.stamped()
+        order = get_order(uow, self.merchant_id, self.order_id)
+        if order.cancel(context):
+            release_holds(uow, context, order, reason="cancelled")
+        return order.view()
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryResult:
+    """What :class:`ExpireOrder` did."""
+
+    order: OrderView
+    expired: bool
 
 
 @dataclass(frozen=True, slots=True)
 class ExpireOrder:
-    """:func:`expire_order` as a command object for a runner."""
+    """Expires a reserved order whose hold has passed and releases its stock.
+
+    A no-op (``expired=False``) when the order is not reserved or not yet due, so a
+    sweeper may run it twice. ``now`` defaults to the instant the command runs.
+
+    Raises (when called):
+        OrderNotFoundError: no such order for this merchant.
+    """
 
     context: CommandContext
     merchant_id: UUID
@@ -238,4 +178,11 @@ class ExpireOrder:
         return [self.order_id]
 
     def __call__(self, uow: UnitOfWork, /) -> ExpiryResult:
-        return expire_order(uow, self.context, self.merchant_id, order_id=self.order_id, now=self.now)
+        """Runs the command; says whether the order expired."""
+        context = self.context.stamped()
+        now = check_aware("now", self.now) if self.now is not None else context.instant
+        order = get_order(uow, self.merchant_id, self.order_id)
+        expired = order.expire(now, context)
+        if expired:
+            release_holds(uow, context, order, reason="expired")
+        return ExpiryResult(order=order.view(), expired=expired)

@@ -15,15 +15,15 @@ from domain.commands.orders import find_order, find_shortages
 from domain.commands.stock import find_item
 from domain.context import CommandContext
 from domain.gateway import GatewayEvent, payment_id
-from domain.inventory import check_aware
 from domain.orders import DISPUTABLE, PAYABLE, Order, OrderStatus, OrderView, quantities_by_sku
-from domain.payments import AnomalyKind, Payment, PaymentView, check_gateway_event
+from domain.payments import AnomalyKind, Payment, PaymentView
 from domain.unit_of_work import UnitOfWork
+from domain.validation import check_aware
 
 
 @dataclass(frozen=True, slots=True)
 class GatewayEventOutcome:
-    """What :func:`apply_gateway_event` did.
+    """What :class:`ApplyGatewayEvent` did.
 
     Attributes:
         payment: the payment after the fact.
@@ -34,48 +34,6 @@ class GatewayEventOutcome:
     payment: PaymentView
     order: OrderView | None
     changed: bool
-
-
-def apply_gateway_event(
-    uow: UnitOfWork,
-    context: CommandContext,
-    merchant_id: UUID,
-    *,
-    fact: GatewayEvent,
-    now: datetime | None = None,
-) -> GatewayEventOutcome:
-    """Records a gateway fact on its payment (created on the first fact) and its order.
-
-    On the order: links the payment; counts its captured and refunded amounts when the
-    currencies agree; a full capture commits the held stock and marks the order paid
-    (re-holding stock for an expired or cancelled order, or marking it
-    ``paid_unfulfillable`` when that is impossible); refunds and disputes move its
-    status. An unknown order or a currency different from the order's is flagged on
-    the payment as an anomaly; amounts are never converted.
-
-    The order is brought in line on every delivery, not only when the fact was new:
-    each step is idempotent, so a duplicate records nothing, while a redelivery after
-    the order became known applies what the first delivery could not.
-
-    Raises:
-        InvalidCommandError: a malformed fact (nothing is recorded).
-    """
-    context = context.stamped()
-    check_gateway_event(fact)
-    now = check_aware("now", now) if now is not None else context.instant
-    payment = uow.find(payment_id(merchant_id, fact.gateway, fact.gateway_ref), Payment)
-    changed = payment is None
-    if payment is None:
-        payment = Payment.open(merchant_id, fact.gateway, fact.gateway_ref, context)
-        uow.add(payment)
-    changed |= payment.record(fact, context)
-    order = find_order(uow, merchant_id, payment.order_id) if payment.order_id else None
-    if order is None:
-        detail = f"order {payment.order_id} not found" if payment.order_id else "no order id"
-        changed |= payment.flag_anomaly(AnomalyKind.UNKNOWN_ORDER, detail, context)
-    else:
-        changed |= settle_order(uow, context, order, payment, now)
-    return GatewayEventOutcome(payment=payment.view(), order=order.view() if order else None, changed=changed)
 
 
 def settle_order(uow: UnitOfWork, context: CommandContext, order: Order, payment: Payment, now: datetime) -> bool:
@@ -122,7 +80,22 @@ def _pay(uow: UnitOfWork, context: CommandContext, order: Order, payment: Paymen
 
 @dataclass(frozen=True, slots=True)
 class ApplyGatewayEvent:
-    """:func:`apply_gateway_event` as a command object for a runner."""
+    """Records a gateway fact on its payment (created on the first fact) and its order.
+
+    On the order: links the payment; counts its captured and refunded amounts when the
+    currencies agree; a full capture commits the held stock and marks the order paid
+    (re-holding stock for an expired or cancelled order, or marking it
+    ``paid_unfulfillable`` when that is impossible); refunds and disputes move its
+    status. An unknown order or a currency different from the order's is flagged on
+    the payment as an anomaly; amounts are never converted.
+
+    The order is brought in line on every delivery, not only when the fact was new:
+    each step is idempotent, so a duplicate records nothing, while a redelivery after
+    the order became known applies what the first delivery could not.
+
+    Raises (when called):
+        InvalidCommandError: a malformed fact (nothing is recorded).
+    """
 
     context: CommandContext
     merchant_id: UUID
@@ -137,4 +110,23 @@ class ApplyGatewayEvent:
         return ids
 
     def __call__(self, uow: UnitOfWork, /) -> GatewayEventOutcome:
-        return apply_gateway_event(uow, self.context, self.merchant_id, fact=self.fact, now=self.now)
+        """Runs the command; returns the payment and order after the fact."""
+        context = self.context.stamped()
+        now = check_aware("now", self.now) if self.now is not None else context.instant
+        fact = self.fact
+        payment = uow.find(payment_id(self.merchant_id, fact.gateway, fact.gateway_ref), Payment)
+        changed = payment is None
+        if payment is None:
+            payment = Payment.open(self.merchant_id, fact.gateway, fact.gateway_ref, context)
+            payment.record(fact, context)
+            # Added once its first fact is accepted: a refused fact leaves nothing to save.
+            uow.add(payment)
+        else:
+            changed |= payment.record(fact, context)
+        order = find_order(uow, self.merchant_id, payment.order_id) if payment.order_id else None
+        if order is None:
+            detail = f"order {payment.order_id} not found" if payment.order_id else "no order id"
+            changed |= payment.flag_anomaly(AnomalyKind.UNKNOWN_ORDER, detail, context)
+        else:
+            changed |= settle_order(uow, context, order, payment, now)
+        return GatewayEventOutcome(payment=payment.view(), order=order.view() if order else None, changed=changed)

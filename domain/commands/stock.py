@@ -7,15 +7,9 @@ from uuid import UUID
 
 from domain.context import CommandContext
 from domain.errors import InventoryItemNotFoundError
-from domain.inventory import (
-    InventoryItem,
-    InventoryLevel,
-    check_sku,
-    check_text,
-    inventory_item_id,
-)
-from domain.money import check_amount
+from domain.inventory import InventoryItem, InventoryLevel, inventory_item_id
 from domain.unit_of_work import UnitOfWork
+from domain.validation import check_sku
 
 
 def find_item(uow: UnitOfWork, merchant_id: UUID, sku: str) -> InventoryItem | None:
@@ -23,60 +17,13 @@ def find_item(uow: UnitOfWork, merchant_id: UUID, sku: str) -> InventoryItem | N
     return uow.find(inventory_item_id(merchant_id, sku), InventoryItem)
 
 
-def receive_stock(
-    uow: UnitOfWork,
-    context: CommandContext,
-    merchant_id: UUID,
-    *,
-    sku: str,
-    quantity: int,
-    reference: str | None = None,
-) -> InventoryLevel:
-    """Adds ``quantity`` units of ``sku``, registering the SKU on its first receipt.
-
-    Raises:
-        InvalidCommandError: bad SKU, quantity below 1, or bad reference.
-    """
-    context = context.stamped()
-    check_sku(sku)
-    check_amount("quantity", quantity, minimum=1)
-    check_text("reference", reference, required=False)
-    item = find_item(uow, merchant_id, sku)
-    if item is None:
-        item = InventoryItem.register(merchant_id, sku, context)
-        uow.add(item)
-    item.receive(quantity, reference, context)
-    return item.level()
-
-
-def adjust_stock(
-    uow: UnitOfWork,
-    context: CommandContext,
-    merchant_id: UUID,
-    *,
-    sku: str,
-    delta: int,
-    reason: str,
-) -> InventoryLevel:
-    """Corrects ``on_hand`` of a stocked SKU by ``delta``.
-
-    Raises:
-        InventoryItemNotFoundError: the SKU was never received (use a receipt).
-        InsufficientStockError: ``on_hand`` would drop below ``reserved``.
-        InvalidCommandError: bad SKU, a zero delta, or a missing reason.
-    """
-    context = context.stamped()
-    check_sku(sku)
-    item = find_item(uow, merchant_id, sku)
-    if item is None:
-        raise InventoryItemNotFoundError(sku)
-    item.adjust(delta, reason, context)
-    return item.level()
-
-
 @dataclass(frozen=True, slots=True)
 class ReceiveStock:
-    """:func:`receive_stock` as a command object for a runner."""
+    """Adds ``quantity`` units of ``sku``, registering the SKU on its first receipt.
+
+    Raises (when called):
+        InvalidCommandError: bad SKU, quantity or reference.
+    """
 
     context: CommandContext
     merchant_id: UUID
@@ -89,19 +36,28 @@ class ReceiveStock:
         return [inventory_item_id(self.merchant_id, self.sku)]
 
     def __call__(self, uow: UnitOfWork, /) -> InventoryLevel:
-        return receive_stock(
-            uow,
-            self.context,
-            self.merchant_id,
-            sku=self.sku,
-            quantity=self.quantity,
-            reference=self.reference,
-        )
+        """Runs the command; returns the new level."""
+        context = self.context.stamped()
+        item = find_item(uow, self.merchant_id, self.sku)
+        if item is not None:
+            item.receive(self.quantity, self.reference, context)
+            return item.level()
+        item = InventoryItem.register(self.merchant_id, self.sku, context)
+        item.receive(self.quantity, self.reference, context)
+        # Added once its receipt is accepted: a refused receipt leaves nothing to save.
+        uow.add(item)
+        return item.level()
 
 
 @dataclass(frozen=True, slots=True)
 class AdjustStock:
-    """:func:`adjust_stock` as a command object for a runner."""
+    """Corrects ``on_hand`` of a stocked SKU by ``delta``.
+
+    Raises (when called):
+        InventoryItemNotFoundError: the SKU was never received (use a receipt).
+        InsufficientStockError: ``on_hand`` would drop below ``reserved``.
+        InvalidCommandError: bad SKU, a zero delta, or a missing reason.
+    """
 
     context: CommandContext
     merchant_id: UUID
@@ -114,4 +70,10 @@ class AdjustStock:
         return [inventory_item_id(self.merchant_id, self.sku)]
 
     def __call__(self, uow: UnitOfWork, /) -> InventoryLevel:
-        return adjust_stock(uow, self.context, self.merchant_id, sku=self.sku, delta=self.delta, reason=self.reason)
+        """Runs the command; returns the new level."""
+        context = self.context.stamped()
+        item = find_item(uow, self.merchant_id, check_sku(self.sku))
+        if item is None:
+            raise InventoryItemNotFoundError(self.sku)
+        item.adjust(self.delta, self.reason, context)
+        return item.level()

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 
 from domain.groupcommit.cache import AggregateCache
-from domain.unit_of_work import AggregateMissingError, DuplicateAggregateError, check_class
-
-A = TypeVar("A", bound=Aggregate)
+from domain.unit_of_work import TrackingUnitOfWork
 
 EventKey = tuple[UUID, int]
 """An event's identity in the store: ``(originator_id, originator_version)``."""
 
 
-class BatchUnitOfWork:
+class BatchUnitOfWork(TrackingUnitOfWork):
     """Implements :class:`domain.unit_of_work.UnitOfWork` for one pass over a batch.
 
     Commands run one after the other against the same aggregate objects, so each sees
@@ -42,18 +39,14 @@ class BatchUnitOfWork:
             check_store_on_add: look up added ids in the event store too. Costs a read
                 per added aggregate, so only done after a version conflict, which is
                 how an id that exists in the store but not in the cache shows up.
+            known_missing: ids the batch's prefetch found absent from the store.
         """
+        super().__init__()
         self._app = app
         self._cache = cache
         self._check_store_on_add = check_store_on_add
         self._known_missing = known_missing
-        self._touched: dict[UUID, Aggregate] = {}
         self._pending_counts_at_touch: dict[UUID, int] = {}
-
-    @property
-    def touched(self) -> list[Aggregate]:
-        """Every aggregate this pass loaded or added, in first-touch order."""
-        return list(self._touched.values())
 
     def begin_command(self) -> None:
         """Starts recording what the next command touches."""
@@ -68,54 +61,22 @@ class BatchUnitOfWork:
         self._pending_counts_at_touch = {}
         return event_keys
 
-    def find(self, aggregate_id: UUID, aggregate_class: type[A]) -> A | None:
-        """Returns the aggregate, or ``None`` when no such aggregate exists.
-
-        Raises:
-            TypeError: the stored aggregate is of another class.
-        """
-        aggregate = self._touched.get(aggregate_id)
-        if aggregate is None:
-            aggregate = self._cache.get(aggregate_id)
-        if aggregate is None:
-            if aggregate_id in self._known_missing:
-                return None
-            try:
-                aggregate = self._app.repository.get(aggregate_id)
-            except AggregateNotFoundError:
-                return None
-        self._touch(aggregate)
-        return check_class(aggregate, aggregate_class, aggregate_id)
-
-    def get(self, aggregate_id: UUID, aggregate_class: type[A]) -> A:
-        """Returns the aggregate.
-
-        Raises:
-            AggregateMissingError: no such aggregate exists.
-            TypeError: the stored aggregate is of another class.
-        """
-        aggregate = self.find(aggregate_id, aggregate_class)
-        if aggregate is None:
-            raise AggregateMissingError(aggregate_id)
-        return aggregate
-
-    def add(self, aggregate: Aggregate) -> None:
-        """Registers a newly created aggregate so that it is saved with the batch.
-
-        Raises:
-            DuplicateAggregateError: an aggregate with this id already exists.
-        """
-        if self._touched.get(aggregate.id) is aggregate:
-            return
-        if aggregate.id in self._touched or self._exists(aggregate.id):
-            raise DuplicateAggregateError(aggregate.id)
-        # All its pending events, the creation included, belong to the current command.
-        self._touched[aggregate.id] = aggregate
-        self._pending_counts_at_touch[aggregate.id] = 0
+    def _load(self, aggregate_id: UUID) -> Aggregate | None:
+        aggregate = self._cache.get(aggregate_id)
+        if aggregate is not None or aggregate_id in self._known_missing:
+            return aggregate
+        try:
+            return self._app.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
 
     def _touch(self, aggregate: Aggregate) -> None:
-        self._touched.setdefault(aggregate.id, aggregate)
+        super()._touch(aggregate)
         self._pending_counts_at_touch.setdefault(aggregate.id, len(aggregate.pending_events))
+
+    def _added(self, aggregate: Aggregate) -> None:
+        # All its pending events, the creation included, belong to the current command.
+        self._pending_counts_at_touch[aggregate.id] = 0
 
     def _exists(self, aggregate_id: UUID) -> bool:
         if self._cache.get(aggregate_id) is not None:

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class GroupCommitError(Exception):
-    """Base class of the errors raised by the group-commit batcher itself."""
+    """Base class of the errors raised by the group-commit batcher itself.
+
+    Attributes:
+        code: the contract's problem code for the caller.
+    """
+
+    code: ClassVar[str] = "unavailable"
 
 
 class OverloadedError(GroupCommitError):
@@ -13,6 +21,8 @@ class OverloadedError(GroupCommitError):
     Nothing ran. The caller may retry later (the API answers 503 ``overloaded`` with
     ``Retry-After``).
     """
+
+    code = "overloaded"
 
     def __init__(self, name: str, queue_size_max: int) -> None:
         super().__init__(f"group committer {name!r} is overloaded ({queue_size_max} queued)")
@@ -33,9 +43,13 @@ class CommitOutcomeUnknownError(GroupCommitError):
     The batch may or may not have been committed; a retry must be idempotent.
     """
 
+    code = "commit_outcome_unknown"
+
 
 class ConflictRetriesExhaustedError(GroupCommitError):
     """Other writers kept changing the batch's aggregates; nothing was committed."""
+
+    code = "write_contention"
 
     def __init__(self, attempts: int) -> None:
         super().__init__(f"version conflict on every one of {attempts} attempts")

@@ -3,9 +3,7 @@
 from domain.orders.aggregate import Order
 from domain.orders.values import (
     DISPUTABLE,
-    LINES_MAX,
     PAYABLE,
-    QUANTITY_MAX,
     LineData,
     OrderLine,
     OrderStatus,
@@ -17,9 +15,7 @@ from domain.orders.values import (
 
 __all__ = [
     "DISPUTABLE",
-    "LINES_MAX",
     "PAYABLE",
-    "QUANTITY_MAX",
     "LineData",
     "Order",
     "OrderLine",

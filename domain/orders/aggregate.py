@@ -27,14 +27,14 @@ Decisions where the contract is silent:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
+from domain import limits
 from domain.context import CommandContext
 from domain.errors import InvalidCommandError, InvalidStateError, Shortage
 from domain.events import DaybookAggregate, DaybookCreated, DaybookEvent
-from domain.inventory import check_aware, check_text
-from domain.money import Money, check_amount
+from domain.money import Money
 from domain.orders.values import (
     DISPUTABLE,
     PAYABLE,
@@ -45,6 +45,7 @@ from domain.orders.values import (
     ShortageData,
     check_order_lines,
 )
+from domain.validation import check_amount, check_aware, check_text
 
 
 class Order(DaybookAggregate):
@@ -163,20 +164,26 @@ class Order(DaybookAggregate):
         lines: Sequence[OrderLine],
         currency: str,
         customer_ref: str | None,
-        hold_expires_at: datetime,
+        hold_seconds: int,
+        now: datetime,
         context: CommandContext,
     ) -> Order:
-        """Creates the order, ``reserved`` until ``hold_expires_at``. Holds no stock itself.
+        """Creates the order, ``reserved`` for ``hold_seconds`` from ``now``. Holds no stock itself.
+
+        Lines of one SKU and price are merged.
 
         Raises:
-            InvalidCommandError, CurrencyMismatchError: see :func:`check_order_lines`.
+            InvalidCommandError: bad lines (see :func:`check_order_lines`), a total above
+                ``AMOUNT_MAX``, ``hold_seconds`` out of bounds or a bad ``customer_ref``.
+            CurrencyMismatchError: a unit price is not in ``currency``.
         """
         merged = check_order_lines(lines, currency)
         check_text("customer_ref", customer_ref, required=False)
-        check_aware("hold_expires_at", hold_expires_at)
-        total = Money.zero(currency)
-        for line in merged:
-            total += line.amount
+        check_amount("hold_seconds", hold_seconds, minimum=limits.HOLD_SECONDS_MIN, maximum=limits.HOLD_SECONDS_MAX)
+        check_aware("now", now)
+        amount_total = sum(line.unit_price.amount * line.quantity for line in merged)
+        if amount_total > limits.AMOUNT_MAX:
+            raise InvalidCommandError("lines", f"the order's total would exceed {limits.AMOUNT_MAX}")
         stored: list[LineData] = [
             {"sku": line.sku, "quantity": line.quantity, "unit_price": line.unit_price.amount} for line in merged
         ]
@@ -189,8 +196,8 @@ class Order(DaybookAggregate):
             lines=stored,
             currency=currency,
             customer_ref=customer_ref,
-            hold_expires_at=hold_expires_at,
-            amount_total=total.amount,
+            hold_expires_at=now + timedelta(seconds=hold_seconds),
+            amount_total=amount_total,
         )
 
     @property
@@ -239,6 +246,12 @@ class Order(DaybookAggregate):
             raise InvalidCommandError("payment_id", f"payment {payment_id} is not linked")
         check_amount("amount_captured", amount_captured)
         check_amount("amount_refunded", amount_refunded)
+        others = [amount for other, amount in self.captured_by_payment.items() if other != payment_id]
+        if sum(others) + amount_captured > limits.AMOUNT_MAX:
+            raise InvalidCommandError("amount_captured", f"the order's captures would exceed {limits.AMOUNT_MAX}")
+        others = [amount for other, amount in self.refunded_by_payment.items() if other != payment_id]
+        if sum(others) + amount_refunded > limits.AMOUNT_MAX:
+            raise InvalidCommandError("amount_refunded", f"the order's refunds would exceed {limits.AMOUNT_MAX}")
         current = (
             self.captured_by_payment.get(payment_id),
             self.refunded_by_payment.get(payment_id),

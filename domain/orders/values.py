@@ -9,12 +9,10 @@ from enum import StrEnum
 from typing import TypedDict
 from uuid import UUID
 
+from domain import limits
 from domain.errors import CurrencyMismatchError, InvalidCommandError
-from domain.inventory import check_sku
-from domain.money import Money, check_amount, check_currency
-
-LINES_MAX = 100
-QUANTITY_MAX = 10_000
+from domain.money import Money, check_currency
+from domain.validation import check_amount, check_sku
 
 
 class OrderStatus(StrEnum):
@@ -81,14 +79,12 @@ def check_order_lines(lines: Sequence[OrderLine], currency: str) -> list[OrderLi
         CurrencyMismatchError: a unit price is not in ``currency``.
     """
     check_currency(currency)
-    if not 1 <= len(lines) <= LINES_MAX:
-        raise InvalidCommandError("lines", f"an order has 1 to {LINES_MAX} lines")
+    if not limits.LINES_MIN <= len(lines) <= limits.LINES_MAX:
+        raise InvalidCommandError("lines", f"an order has {limits.LINES_MIN} to {limits.LINES_MAX} lines")
     merged: dict[tuple[str, Money], int] = {}
     for line in lines:
         check_sku(line.sku)
-        check_amount("quantity", line.quantity, minimum=1)
-        if line.quantity > QUANTITY_MAX:
-            raise InvalidCommandError("quantity", f"{line.quantity} is above {QUANTITY_MAX}")
+        check_amount("quantity", line.quantity, minimum=limits.LINE_QUANTITY_MIN, maximum=limits.LINE_QUANTITY_MAX)
         if not isinstance(line.unit_price, Money):
             raise InvalidCommandError("unit_price", "must be Money")
         if line.unit_price.currency != currency:

@@ -29,11 +29,11 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from domain import limits
 from domain.context import CommandContext
 from domain.errors import InvalidCommandError
 from domain.events import DaybookAggregate, DaybookCreated, DaybookEvent
 from domain.gateway import GatewayEvent, GatewayEventKind, payment_id
-from domain.inventory import check_text
 from domain.payments.values import (
     Anomaly,
     AnomalyKind,
@@ -41,6 +41,7 @@ from domain.payments.values import (
     PaymentView,
     check_gateway_event,
 )
+from domain.validation import check_text
 
 
 class PaymentFact(DaybookEvent):
@@ -128,8 +129,8 @@ class Payment(DaybookAggregate):
     @classmethod
     def open(cls, merchant_id: UUID, gateway: str, gateway_ref: str, context: CommandContext) -> Payment:
         """Starts the payment's stream; its id is :func:`domain.gateway.payment_id`."""
-        check_text("gateway", gateway, required=True)
-        check_text("gateway_ref", gateway_ref, required=True)
+        check_text("gateway", gateway, required=True, length_max=limits.GATEWAY_ID_LENGTH_MAX)
+        check_text("gateway_ref", gateway_ref, required=True, length_max=limits.GATEWAY_ID_LENGTH_MAX)
         return cls._create(
             cls.Opened,
             id=payment_id(merchant_id, gateway, gateway_ref),
@@ -152,6 +153,11 @@ class Payment(DaybookAggregate):
             raise InvalidCommandError("gateway_ref", "fact is about another payment")
         if not self.is_news(fact):
             return False
+        if fact.kind is GatewayEventKind.REFUNDED:
+            refunds = self.refunds
+            refunds[fact.refund_id or ""] = max(fact.amount, refunds.get(fact.refund_id or "", 0))
+            if sum(refunds.values()) > limits.AMOUNT_MAX:
+                raise InvalidCommandError("amount", f"the payment's refunds would exceed {limits.AMOUNT_MAX}")
         fields: dict[str, Any] = {"event_id": fact.event_id, "order_id": fact.order_id}
         fields |= {"amount": fact.amount, "currency": fact.currency}
         if fact.kind is GatewayEventKind.REFUNDED:

@@ -7,10 +7,11 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
+from domain import limits
 from domain.errors import InvalidCommandError
 from domain.gateway import GatewayEvent, GatewayEventKind
-from domain.inventory import check_text
-from domain.money import check_amount, check_currency
+from domain.money import check_currency
+from domain.validation import check_amount, check_text
 
 
 class PaymentStatus(StrEnum):
@@ -75,12 +76,13 @@ def check_gateway_event(fact: GatewayEvent) -> None:
     """
     if not isinstance(fact.kind, GatewayEventKind):
         raise InvalidCommandError("kind", f"{fact.kind!r} is not a gateway event kind")
-    check_text("gateway", fact.gateway, required=True)
-    check_text("gateway_ref", fact.gateway_ref, required=True)
-    check_text("event_id", fact.event_id, required=True)
+    id_length_max = limits.GATEWAY_ID_LENGTH_MAX
+    check_text("gateway", fact.gateway, required=True, length_max=id_length_max)
+    check_text("gateway_ref", fact.gateway_ref, required=True, length_max=id_length_max)
+    check_text("event_id", fact.event_id, required=True, length_max=id_length_max)
     check_currency(fact.currency)
     is_refund = fact.kind is GatewayEventKind.REFUNDED
     check_amount("amount", fact.amount, minimum=1 if is_refund else 0)
-    check_text("refund_id", fact.refund_id, required=is_refund)
+    check_text("refund_id", fact.refund_id, required=is_refund, length_max=id_length_max)
     if fact.order_id is not None and not isinstance(fact.order_id, UUID):
         raise InvalidCommandError("order_id", "must be a UUID")

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
+from adapters.settings import Settings
 from api.app import create_app
-from daybook.settings import Settings
 
 ADMIN_KEY = "dbk_admin_test_key_for_the_suite"
 
@@ -62,7 +62,7 @@ def projections_running(database_url: str, api_settings: Settings) -> Iterator[N
     """The projection runner following the session's database in a thread."""
     import threading
 
-    from daybook.database import eventsourcing_env
+    from adapters.database import eventsourcing_env
     from domain.application import Daybook
     from projections.registry import all_projections
     from projections.runner import ProjectionRunner

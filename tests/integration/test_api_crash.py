@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from adapters.database import eventsourcing_env
+from adapters.settings import Settings
 from api.controllers.orders import ORDER_ID_NAMESPACE
-from daybook.database import eventsourcing_env
-from daybook.settings import Settings
 from domain.application import Daybook
 from domain.inventory import InventoryItem, inventory_item_id
 from domain.orders import Order

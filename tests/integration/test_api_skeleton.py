@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 from litestar.testing import TestClient
 
-from api.keys import split_key
+from adapters.keys import split_key
 
 
 def test_created_merchant_has_keys_and_secrets_and_only_key_hashes_are_stored(
@@ -94,7 +94,7 @@ def test_rotated_webhook_secret_is_new_and_the_old_one_stays_active(
     assert response.status_code == 201
     new_secret = response.json()["secret"]
     with psycopg.connect(database_url) as conn:
-        from api.merchant_store import active_webhook_secrets
+        from adapters.merchants import active_webhook_secrets
 
         active = active_webhook_secrets(conn, uuid.UUID(merchant["merchant_id"]), "stripe")  # type: ignore[arg-type]
     assert active[0] == new_secret

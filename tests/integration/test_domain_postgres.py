@@ -21,10 +21,10 @@ from eventsourcing.persistence import IntegrityError, ProgrammingError
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from daybook.database import eventsourcing_env
-from daybook.settings import Settings
+from adapters.database import eventsourcing_env
+from adapters.settings import Settings
 from domain.application import Daybook
-from domain.commands import ApplyGatewayEvent, PlaceOrder
+from domain.commands import ApplyGatewayEvent, CancelOrder, PlaceOrder, ReceiveStock
 from domain.context import CommandContext
 from domain.errors import OutOfStockError
 from domain.gateway import GatewayEvent, GatewayEventKind, payment_id
@@ -196,26 +196,30 @@ def test_stock_orders_cancellation_and_capture_on_postgres_replay_to_the_live_vi
     open_daybook: Callable[[], Daybook], merchant_id: UUID
 ) -> None:
     app = open_daybook()
-    received = app.receive_stock(CONTEXT, merchant_id, SKU, 10, reference="PO-1")
+    received = app.execute(ReceiveStock(CONTEXT, merchant_id, SKU, 10, reference="PO-1"))
     assert (received.on_hand, received.reserved, received.version) == (10, 0, 2)
 
     cancelled_id = uuid4()
-    placed = app.place_order(
-        CONTEXT, merchant_id, order_id=cancelled_id, lines=[OrderLine(SKU, 3, PRICE)], currency="EUR"
+    placed = app.execute(
+        PlaceOrder(CONTEXT, merchant_id, order_id=cancelled_id, lines=[OrderLine(SKU, 3, PRICE)], currency="EUR")
     )
     assert placed.status is OrderStatus.RESERVED
     held = app.get_inventory_level(merchant_id, SKU)
     assert (held.on_hand, held.reserved, held.available) == (10, 3, 7)
 
-    cancelled = app.cancel_order(CONTEXT, merchant_id, cancelled_id)
+    cancelled = app.execute(CancelOrder(CONTEXT, merchant_id, cancelled_id))
     assert cancelled.status is OrderStatus.CANCELLED
     released = app.get_inventory_level(merchant_id, SKU)
     assert (released.on_hand, released.reserved) == (10, 0)
 
     paid_id = uuid4()
-    to_pay = app.place_order(CONTEXT, merchant_id, order_id=paid_id, lines=[OrderLine(SKU, 2, PRICE)], currency="EUR")
-    outcome = app.apply_gateway_event(
-        CONTEXT, merchant_id, capture(paid_id, to_pay.total.amount, gateway_ref="pi_1", event_id="e1")
+    to_pay = app.execute(
+        PlaceOrder(CONTEXT, merchant_id, order_id=paid_id, lines=[OrderLine(SKU, 2, PRICE)], currency="EUR")
+    )
+    outcome = app.execute(
+        ApplyGatewayEvent(
+            CONTEXT, merchant_id, capture(paid_id, to_pay.total.amount, gateway_ref="pi_1", event_id="e1")
+        )
     )
     assert outcome.changed
     assert outcome.order is not None
@@ -225,7 +229,7 @@ def test_stock_orders_cancellation_and_capture_on_postgres_replay_to_the_live_vi
     committed = app.get_inventory_level(merchant_id, SKU)
     assert (committed.on_hand, committed.reserved) == (8, 0)
     # A last command, so that the item's live view comes from a command too.
-    restocked = app.receive_stock(CONTEXT, merchant_id, SKU, 5, reference="PO-2")
+    restocked = app.execute(ReceiveStock(CONTEXT, merchant_id, SKU, 5, reference="PO-2"))
     assert (restocked.on_hand, restocked.reserved, restocked.available) == (13, 0, 13)
 
     fresh = open_daybook()
@@ -265,13 +269,13 @@ def test_a_gateway_event_applied_twice_records_its_fact_once(
     open_daybook: Callable[[], Daybook], database_url: str, merchant_id: UUID
 ) -> None:
     first, second = open_daybook(), open_daybook()
-    first.receive_stock(CONTEXT, merchant_id, SKU, 5)
+    first.execute(ReceiveStock(CONTEXT, merchant_id, SKU, 5))
     order_id = uuid4()
     first.execute(place_command(merchant_id, order_id, quantity=2))
     fact = capture(order_id, 2 * PRICE.amount, gateway_ref="pi_twice", event_id="evt_1")
 
-    applied = first.apply_gateway_event(CONTEXT, merchant_id, fact)
-    again = second.apply_gateway_event(CONTEXT, merchant_id, fact)
+    applied = first.execute(ApplyGatewayEvent(CONTEXT, merchant_id, fact))
+    again = second.execute(ApplyGatewayEvent(CONTEXT, merchant_id, fact))
 
     assert applied.changed
     assert not again.changed
@@ -288,7 +292,7 @@ def test_two_instances_racing_on_one_webhook_commit_it_once_and_the_retry_is_a_n
     open_daybook: Callable[[], Daybook], database_url: str, merchant_id: UUID
 ) -> None:
     setup = open_daybook()
-    setup.receive_stock(CONTEXT, merchant_id, SKU, 5)
+    setup.execute(ReceiveStock(CONTEXT, merchant_id, SKU, 5))
     order_id = uuid4()
     setup.execute(place_command(merchant_id, order_id, quantity=1))
     fact = capture(order_id, PRICE.amount, gateway_ref="pi_race", event_id="evt_race")
@@ -304,7 +308,7 @@ def test_two_instances_racing_on_one_webhook_commit_it_once_and_the_retry_is_a_n
     refused = [result for result in results if isinstance(result, IntegrityError)]
     assert len(refused) == 1, results
     loser = second if isinstance(results[1], IntegrityError) else first
-    retried = loser.apply_gateway_event(CONTEXT, merchant_id, fact)
+    retried = loser.execute(ApplyGatewayEvent(CONTEXT, merchant_id, fact))
     assert not retried.changed
     assert retried.order is not None
     assert retried.order.status is OrderStatus.PAID
@@ -319,7 +323,7 @@ def test_two_instances_racing_on_one_webhook_commit_it_once_and_the_retry_is_a_n
 def test_concurrent_saves_of_one_inventory_version_store_one_event_and_refuse_the_other(
     open_daybook: Callable[[], Daybook], database_url: str, merchant_id: UUID
 ) -> None:
-    open_daybook().receive_stock(CONTEXT, merchant_id, SKU, 10)
+    open_daybook().execute(ReceiveStock(CONTEXT, merchant_id, SKU, 10))
     item_id = inventory_item_id(merchant_id, SKU)
     apps = [open_daybook(), open_daybook()]
     items = [load_item(app, merchant_id) for app in apps]
@@ -355,7 +359,7 @@ def test_fifty_concurrent_orders_through_the_group_committer_sell_exactly_the_th
     merchant_id: UUID,
 ) -> None:
     app = open_daybook()
-    app.receive_stock(CONTEXT, merchant_id, SKU, 30)
+    app.execute(ReceiveStock(CONTEXT, merchant_id, SKU, 30))
     committer = start_committer(app, name="pg-single")
     order_ids = [uuid4() for _ in range(50)]
 
@@ -395,7 +399,7 @@ def test_two_group_committers_on_two_instances_never_oversell_one_sku(
     database_url: str,
     merchant_id: UUID,
 ) -> None:
-    open_daybook().receive_stock(CONTEXT, merchant_id, SKU, 30)
+    open_daybook().execute(ReceiveStock(CONTEXT, merchant_id, SKU, 30))
     # Each conflict a batch meets is one hold the other committer committed after this
     # batch loaded the item, so 30 stock units bound the retries any batch can need.
     committers = [start_committer(open_daybook(), name=f"pg-{n}", conflict_retries_max=40) for n in (1, 2)]
@@ -440,7 +444,7 @@ def test_the_daybook_env_never_creates_tables_and_the_app_runs_on_the_migrated_s
     app = open_daybook()
     assert app.factory.env_create_table() is False  # type: ignore[attr-defined]
 
-    level = app.receive_stock(CONTEXT, merchant_id, SKU, 4)
+    level = app.execute(ReceiveStock(CONTEXT, merchant_id, SKU, 4))
 
     with psycopg.connect(database_url) as conn:
         migrated = conn.execute("SELECT count(*) FROM schema_migrations WHERE version = '0001_event_store'").fetchone()
@@ -468,7 +472,7 @@ def test_on_an_unmigrated_database_the_app_creates_no_table_and_its_commands_fai
         app = Daybook(env=eventsourcing_env(url, settings))
         try:
             with pytest.raises(ProgrammingError):
-                app.receive_stock(CONTEXT, merchant_id, SKU, 1)
+                app.execute(ReceiveStock(CONTEXT, merchant_id, SKU, 1))
         finally:
             app.close()
         with psycopg.connect(url) as conn:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from daybook.database import eventsourcing_env
-from daybook.settings import Settings
+from adapters.database import eventsourcing_env
+from adapters.settings import Settings
 from domain.application import Daybook
 from domain.commands import ApplyGatewayEvent, PlaceOrder, ReceiveStock
 from domain.context import CommandContext

@@ -12,10 +12,11 @@ import pytest
 from litestar.testing import TestClient
 from psycopg_pool import ConnectionPool
 
+from adapters.database import connection_pool, eventsourcing_env
+from adapters.settings import Settings
 from api.consistency import projected_position
-from daybook.database import connection_pool, eventsourcing_env
-from daybook.settings import Settings
 from domain.application import Daybook
+from domain.commands import ApplyGatewayEvent
 from domain.context import CommandContext
 from domain.gateway import GatewayEvent, GatewayEventKind
 from domain.groupcommit import GroupCommitter
@@ -163,7 +164,7 @@ def test_cancelled_and_paid_orders_are_never_expired(
         currency="EUR",
     )
     context = CommandContext(actor="gateway:standard", request_id="test-capture")
-    client.app.state.daybook.apply_gateway_event(context, uuid.UUID(lonely["merchant_id"]), fact)
+    client.app.state.daybook.execute(ApplyGatewayEvent(context, uuid.UUID(lonely["merchant_id"]), fact))
     _wait_projected(pool, int(_now_position(client)))
 
     expire_due_holds(pool, committer, now=datetime.now(UTC) + timedelta(seconds=61))

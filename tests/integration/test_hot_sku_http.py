@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from daybook.database import eventsourcing_env
-from daybook.settings import Settings
+from adapters.database import eventsourcing_env
+from adapters.settings import Settings
 from domain.application import Daybook
 from domain.inventory import InventoryItem, inventory_item_id
 from tests.integration.serving import ApiProcess

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from api import idempotency_store
+from adapters import idempotency_keys
 from api.idempotency import request_hash
 from tests.integration.conftest import create_merchant
 
@@ -220,7 +220,7 @@ def test_same_key_while_the_first_request_still_runs_is_409_idempotency_key_in_u
     body = json.dumps(_order(sku)).encode()
     # The first request claimed the key and has not answered yet (it is still running, or its process died).
     with psycopg.connect(database_url, autocommit=True) as conn:
-        claimed = idempotency_store.claim(
+        claimed = idempotency_keys.claim(
             conn,
             uuid.UUID(lonely["merchant_id"]),
             key,
@@ -290,17 +290,17 @@ def test_expired_idempotency_keys_are_purged_and_recent_ones_kept(database_url: 
 
     import psycopg
 
-    from api import idempotency_store
+    from adapters import idempotency_keys
 
     merchant_id = uuid.uuid4()
     with psycopg.connect(database_url, autocommit=True) as conn:
         for key, age_hours in (("old-key", 25), ("new-key", 1)):
-            assert idempotency_store.claim(conn, merchant_id, key, b"h", timedelta(hours=24))
+            assert idempotency_keys.claim(conn, merchant_id, key, b"h", timedelta(hours=24))
             conn.execute(
                 "UPDATE idempotency_keys SET created_at = now() - %s WHERE merchant_id = %s AND idempotency_key = %s",
                 (timedelta(hours=age_hours), merchant_id, key),
             )
-        idempotency_store.purge(conn, timedelta(hours=24))
+        idempotency_keys.purge(conn, timedelta(hours=24))
         left = [
             row[0]
             for row in conn.execute(

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
+from adapters.settings import Settings
 from api.app import create_app
-from daybook.settings import Settings
 from tests.integration.conftest import create_merchant
 
 pytestmark = pytest.mark.usefixtures("projections_running")

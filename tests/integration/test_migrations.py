@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from daybook.migrate import MigrationError, discover, migrate
+from adapters.migrate import MigrationError, discover, migrate
 
 
 def test_migrations_apply_twice_without_error_and_record_each_file_once(database_url: str) -> None:

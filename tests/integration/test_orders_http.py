@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
+from adapters.settings import Settings
 from api.app import create_app
-from daybook.settings import Settings
+from domain.commands import ApplyGatewayEvent
 from domain.context import CommandContext
 from domain.gateway import GatewayEvent, GatewayEventKind
 from domain.inventory import inventory_item_id
@@ -117,7 +118,7 @@ def _capture(client: TestClient[Any], merchant_id: str, order: dict[str, Any]) -
         currency=order["total"]["currency"],
     )
     context = CommandContext(actor="gateway:stripe", request_id=f"test-{uuid.uuid4().hex}")
-    outcome = client.app.state.daybook.apply_gateway_event(context, uuid.UUID(merchant_id), fact)
+    outcome = client.app.state.daybook.execute(ApplyGatewayEvent(context, uuid.UUID(merchant_id), fact))
     assert outcome.order is not None
     assert str(outcome.order.status) == "paid"
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 import redis
 
+from adapters.broker import make_broker, send
 from tests.integration.serving import ServeProcess, free_port, wait_for
-from workers.broker import make_broker, send
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from psycopg_pool import ConnectionPool
 
-from api.inbox_store import REFRESHES_PER_MINUTE, SecretsCache
-from daybook.database import connection_pool
-from daybook.settings import Settings
+from adapters.database import connection_pool
+from adapters.settings import Settings
+from api.webhooks.secrets import REFRESHES_PER_MINUTE, SecretsCache
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 from litestar.testing import TestClient
 
+from adapters.database import connection_pool
+from adapters.gateways.secrets import generate_secret
+from adapters.settings import Settings
 from api.app import create_app
-from api.webhooks.signatures import generate_secret
-from daybook.database import connection_pool
-from daybook.settings import Settings
 from tests.integration.conftest import create_merchant
 from tests.integration.webhook_senders import (
     Delivery,

@@ -18,10 +18,12 @@ import pytest
 import redis
 from litestar.testing import TestClient
 
+from adapters.broker import make_broker
+from adapters.database import connection_pool, eventsourcing_env
+from adapters.settings import Settings
 from api.app import create_app
-from daybook.database import connection_pool, eventsourcing_env
-from daybook.settings import Settings
 from domain.application import Daybook
+from domain.commands import ExpireOrder
 from domain.context import CommandContext
 from domain.gateway import payment_id
 from domain.payments import Payment
@@ -38,7 +40,6 @@ from tests.integration.webhook_running import (
     wait_until_applied,
 )
 from tests.integration.webhook_senders import PaymentStory, inbox_states, stripe_delivery
-from workers.broker import make_broker
 from workers.inbox import sweep_pending
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("projections_running")]
@@ -265,7 +266,7 @@ def test_captures_pay_orders_commit_stock_re_hold_after_expiry_or_cancel_or_beco
     try:  # what the hold-expiry sweep does once the hold has passed
         late = datetime.fromisoformat(expired["hold_expires_at"]) + timedelta(seconds=1)
         context = CommandContext(actor="system:test", request_id="expiry")
-        assert app.expire_order(context, UUID(shop["merchant_id"]), UUID(expired["id"]), now=late).expired
+        assert app.execute(ExpireOrder(context, UUID(shop["merchant_id"]), UUID(expired["id"]), now=late)).expired
     finally:
         app.close()
     overpaid = _order(client, headers, plenty, 1, 200)

@@ -13,14 +13,15 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 from psycopg_pool import ConnectionPool
 
-from api import merchant_store
-from api.inbox_store import Delivery, store
-from daybook.database import connection_pool, eventsourcing_env
-from daybook.settings import Settings
+from adapters import merchants
+from adapters.broker import PROCESS_INBOX_ACTOR
+from adapters.database import connection_pool, eventsourcing_env
+from adapters.settings import Settings
+from adapters.webhook_inbox import Delivery, store
 from domain.application import Daybook
 from domain.gateway import payment_id
 from domain.groupcommit import GroupCommitter
-from workers.inbox import ATTEMPTS_MAX, PROCESS_ACTOR, InboxRetryError, process_rows, sweep_pending
+from workers.inbox import ATTEMPTS_MAX, InboxRetryError, process_rows, sweep_pending
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def committer(daybook: Daybook) -> Iterator[GroupCommitter]:
 @pytest.fixture(scope="module")
 def merchant_id(pool: ConnectionPool[Any]) -> UUID:
     with pool.connection() as conn:
-        return merchant_store.create_merchant(conn, "Inbox rules").merchant_id
+        return merchants.create_merchant(conn, "Inbox rules").merchant_id
 
 
 def _row(pool: ConnectionPool[Any], merchant_id: UUID, body: dict[str, Any] | bytes, gateway: str = "standard") -> int:
@@ -130,7 +131,7 @@ def test_a_fact_the_domain_refuses_is_parked_and_not_retried(
     state, _, reason = _state(pool, poison)
     assert state == "parked"
     assert reason is not None
-    assert reason.startswith("invalid_command:")
+    assert reason.startswith("invalid_request:")
 
 
 def test_a_transient_failure_leaves_the_row_pending_and_asks_for_a_retry(
@@ -170,4 +171,4 @@ def test_the_sweeper_resends_pending_rows_once_overdue_and_not_again_before_the_
     assert overdue not in second
     sent = list(broker.queues["default"].queue)
     assert sent
-    assert all(json.loads(message)["actor_name"] == PROCESS_ACTOR for message in sent)
+    assert all(json.loads(message)["actor_name"] == PROCESS_INBOX_ACTOR for message in sent)

@@ -20,15 +20,16 @@ import redis
 import uvicorn
 from litestar import Litestar
 
+from adapters.broker import make_broker, send
+from adapters.gateways import parse_delivery
 from domain.application import Daybook
+from domain.commands import ApplyGatewayEvent, PlaceOrder, ReceiveStock
 from domain.context import CommandContext
 from domain.gateway import payment_id
-from domain.gateway.payloads import parse_event
 from domain.money import Money
 from domain.orders import OrderLine
 from tests.integration.serving import free_port, wait_for
 from tests.integration.webhook_senders import Delivery, PaymentStory, inbox_states
-from workers.broker import make_broker, send
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_READY_S = 60.0
@@ -178,7 +179,7 @@ def expected_daybook(
     memory = Daybook(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
     context = CommandContext(actor="test", request_id="expected")
     for sku in skus:
-        memory.receive_stock(context, merchant_id, sku, stock_per_sku)
+        memory.execute(ReceiveStock(context, merchant_id, sku, stock_per_sku))
     for order in orders:
         lines = [
             OrderLine(
@@ -186,14 +187,16 @@ def expected_daybook(
             )
             for line in order["lines"]
         ]
-        memory.place_order(context, merchant_id, order_id=UUID(order["id"]), lines=lines, currency=order["currency"])
+        memory.execute(
+            PlaceOrder(context, merchant_id, order_id=UUID(order["id"]), lines=lines, currency=order["currency"])
+        )
     for story in stories:
         for delivery in story.deliveries:
             headers = {name.lower(): value for name, value in delivery.headers.items()}
-            parsed = parse_event(story.gateway, delivery.body, headers)
+            parsed = parse_delivery(story.gateway, delivery.body, headers.get("webhook-id"))
             assert isinstance(parsed, list)
             for fact in parsed:
-                memory.apply_gateway_event(context, merchant_id, fact)
+                memory.execute(ApplyGatewayEvent(context, merchant_id, fact))
     return memory
 
 

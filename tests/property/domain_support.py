@@ -11,9 +11,8 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper
 
 from domain.errors import DomainError
-from domain.unit_of_work import AggregateMissingError, UnitOfWork, check_class
+from domain.unit_of_work import TrackingUnitOfWork, UnitOfWork
 
-A = TypeVar("A", bound=Aggregate)
 R = TypeVar("R")
 
 
@@ -29,8 +28,11 @@ class CachingRunner:
         self.app = app
         self.live: dict[UUID, Aggregate] = {}
 
+    def new_unit_of_work(self) -> TrackingUnitOfWork:
+        return _CachedUnitOfWork(self)
+
     def run(self, command: Callable[[UnitOfWork], R]) -> R:
-        uow = _CachedUnitOfWork(self)
+        uow = self.new_unit_of_work()
         try:
             result = command(uow)
         except DomainError:
@@ -43,16 +45,14 @@ class CachingRunner:
         return result
 
 
-class _CachedUnitOfWork:
+class _CachedUnitOfWork(TrackingUnitOfWork):
+    """Finds aggregates among the runner's live ones first, then in the store."""
+
     def __init__(self, runner: CachingRunner) -> None:
+        super().__init__()
         self._runner = runner
-        self._touched: dict[UUID, Aggregate] = {}
 
-    @property
-    def touched(self) -> list[Aggregate]:
-        return list(self._touched.values())
-
-    def find(self, aggregate_id: UUID, aggregate_class: type[A]) -> A | None:
+    def _load(self, aggregate_id: UUID) -> Aggregate | None:
         aggregate = self._runner.live.get(aggregate_id)
         if aggregate is None:
             try:
@@ -60,18 +60,13 @@ class _CachedUnitOfWork:
             except AggregateNotFoundError:
                 return None
             self._runner.live[aggregate_id] = aggregate
-        self._touched.setdefault(aggregate_id, aggregate)
-        return check_class(aggregate, aggregate_class, aggregate_id)
-
-    def get(self, aggregate_id: UUID, aggregate_class: type[A]) -> A:
-        aggregate = self.find(aggregate_id, aggregate_class)
-        if aggregate is None:
-            raise AggregateMissingError(aggregate_id)
         return aggregate
 
-    def add(self, aggregate: Aggregate) -> None:
+    def _exists(self, aggregate_id: UUID) -> bool:
+        return aggregate_id in self._runner.live or aggregate_id in self._runner.app.repository
+
+    def _added(self, aggregate: Aggregate) -> None:
         self._runner.live[aggregate.id] = aggregate
-        self._touched.setdefault(aggregate.id, aggregate)
 
 
 def round_trip(mapper: Mapper[UUID], events: Iterable[Any]) -> Aggregate | None:

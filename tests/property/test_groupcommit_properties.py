@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from concurrent.futures import Future, wait
-from typing import Any, TypeVar
+from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -22,12 +22,12 @@ from hypothesis.stateful import (
     rule,
 )
 
+from domain.application import RepositoryUnitOfWork
 from domain.groupcommit import AggregateCache, CommandOutcome, GroupCommitter, run_batch
-from domain.unit_of_work import AggregateMissingError, UnitOfWork, check_class
+from domain.unit_of_work import UnitOfWork
 
 POPO_ENV = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
 DEADLINE_SECONDS = 10.0
-A = TypeVar("A", bound=Aggregate)
 
 
 class Counter(Aggregate):
@@ -130,29 +130,6 @@ def target_id(op: Op) -> UUID:
 # --- the reference: one command, one transaction ------------------------------------------
 
 
-class SingleCommandUnitOfWork:
-    def __init__(self, app: Application[UUID]) -> None:
-        self.app = app
-        self.touched: dict[UUID, Aggregate] = {}
-
-    def find(self, aggregate_id: UUID, aggregate_class: type[A]) -> A | None:
-        if aggregate_id not in self.touched:
-            try:
-                self.touched[aggregate_id] = self.app.repository.get(aggregate_id)
-            except AggregateNotFoundError:
-                return None
-        return check_class(self.touched[aggregate_id], aggregate_class, aggregate_id)
-
-    def get(self, aggregate_id: UUID, aggregate_class: type[A]) -> A:
-        aggregate = self.find(aggregate_id, aggregate_class)
-        if aggregate is None:
-            raise AggregateMissingError(aggregate_id)
-        return aggregate
-
-    def add(self, aggregate: Aggregate) -> None:
-        self.touched[aggregate.id] = aggregate
-
-
 Answer = tuple[str, Any]
 
 
@@ -163,10 +140,10 @@ def answer_of_error(error: BaseException) -> Answer:
 
 
 def run_one(app: Application[UUID], command: Callable[[UnitOfWork], Any]) -> Answer:
-    uow = SingleCommandUnitOfWork(app)
+    uow = RepositoryUnitOfWork(app.repository)
     try:
         value = command(uow)
-        app.save(*uow.touched.values())
+        app.save(*uow.touched)
     except Exception as error:
         return answer_of_error(error)
     return ("ok", value)

@@ -8,7 +8,7 @@ import pytest
 from eventsourcing.persistence import StoredEvent
 
 from domain.application import Daybook, RepositoryUnitOfWork
-from domain.commands import PlaceOrder, ReceiveStock
+from domain.commands import AdjustStock, ApplyGatewayEvent, CancelOrder, PlaceOrder, ReceiveStock
 from domain.context import CommandContext
 from domain.errors import InventoryItemNotFoundError, OutOfStockError, PaymentNotFoundError
 from domain.events import event_data, event_metadata, event_type, format_time, stream_type
@@ -35,7 +35,7 @@ def merchant_id() -> UUID:
 def place(app: Daybook, merchant_id: UUID, sku: str, quantity: int) -> UUID:
     order_id = uuid4()
     line = OrderLine(sku, quantity, Money(100, "EUR"))
-    app.place_order(CONTEXT, merchant_id, order_id=order_id, lines=[line], currency="EUR")
+    app.execute(PlaceOrder(CONTEXT, merchant_id, order_id=order_id, lines=[line], currency="EUR"))
     return order_id
 
 
@@ -46,8 +46,8 @@ def test_the_application_is_named_daybook_so_its_table_is_daybook_events():
 def test_a_command_saves_every_aggregate_it_changed_in_one_save_call(
     app: Daybook, merchant_id: UUID, monkeypatch: pytest.MonkeyPatch
 ):
-    app.receive_stock(CONTEXT, merchant_id, "A", 5)
-    app.receive_stock(CONTEXT, merchant_id, "B", 5)
+    app.execute(ReceiveStock(CONTEXT, merchant_id, "A", 5))
+    app.execute(ReceiveStock(CONTEXT, merchant_id, "B", 5))
     calls: list[tuple[Any, ...]] = []
     original = app.save
 
@@ -68,7 +68,7 @@ def test_a_command_saves_every_aggregate_it_changed_in_one_save_call(
 
 
 def test_a_refused_command_saves_nothing(app: Daybook, merchant_id: UUID):
-    app.receive_stock(CONTEXT, merchant_id, "A", 1)
+    app.execute(ReceiveStock(CONTEXT, merchant_id, "A", 1))
     position = app.recorder.max_notification_id()
     with pytest.raises(OutOfStockError):
         place(app, merchant_id, "A", 2)
@@ -83,7 +83,7 @@ def test_execute_recorded_returns_the_position_of_the_last_stored_event(app: Day
 
 def test_a_command_that_changes_nothing_has_no_position(app: Daybook, merchant_id: UUID):
     order_id = place_after_stock(app, merchant_id)
-    app.cancel_order(CONTEXT, merchant_id, order_id)
+    app.execute(CancelOrder(CONTEXT, merchant_id, order_id))
 
     def cancel_again(uow: Any) -> None:
         order = uow.get(order_id, Order)
@@ -93,12 +93,12 @@ def test_a_command_that_changes_nothing_has_no_position(app: Daybook, merchant_i
 
 
 def place_after_stock(app: Daybook, merchant_id: UUID) -> UUID:
-    app.receive_stock(CONTEXT, merchant_id, "A", 5)
+    app.execute(ReceiveStock(CONTEXT, merchant_id, "A", 5))
     return place(app, merchant_id, "A", 1)
 
 
 def test_the_unit_of_work_returns_the_same_object_for_the_same_id(app: Daybook, merchant_id: UUID):
-    app.receive_stock(CONTEXT, merchant_id, "A", 5)
+    app.execute(ReceiveStock(CONTEXT, merchant_id, "A", 5))
     uow = RepositoryUnitOfWork(app.repository)
     item_id = inventory_item_id(merchant_id, "A")
     first = uow.find(item_id, InventoryItem)
@@ -116,15 +116,15 @@ def test_the_unit_of_work_finds_nothing_for_an_unknown_id_and_get_raises(app: Da
 
 
 def test_the_unit_of_work_refuses_an_aggregate_of_another_class(app: Daybook, merchant_id: UUID):
-    app.receive_stock(CONTEXT, merchant_id, "A", 5)
+    app.execute(ReceiveStock(CONTEXT, merchant_id, "A", 5))
     uow = RepositoryUnitOfWork(app.repository)
     with pytest.raises(TypeError):
         uow.find(inventory_item_id(merchant_id, "A"), Order)
 
 
 def test_the_unit_of_work_lists_touched_aggregates_in_first_touch_order(app: Daybook, merchant_id: UUID):
-    app.receive_stock(CONTEXT, merchant_id, "B", 5)
-    app.receive_stock(CONTEXT, merchant_id, "A", 5)
+    app.execute(ReceiveStock(CONTEXT, merchant_id, "B", 5))
+    app.execute(ReceiveStock(CONTEXT, merchant_id, "A", 5))
     uow = RepositoryUnitOfWork(app.repository)
     a = uow.get(inventory_item_id(merchant_id, "A"), InventoryItem)
     b = uow.get(inventory_item_id(merchant_id, "B"), InventoryItem)
@@ -144,7 +144,7 @@ def test_an_aggregate_loaded_from_its_events_equals_the_live_one(app: Daybook, m
 
 def test_an_inventory_level_can_be_read_as_it_was_at_a_past_instant(app: Daybook, merchant_id: UUID):
     before_anything = datetime.now(UTC)
-    app.receive_stock(CONTEXT, merchant_id, "A", 5)
+    app.execute(ReceiveStock(CONTEXT, merchant_id, "A", 5))
     after_receipt = datetime.now(UTC)
     place(app, merchant_id, "A", 2)
     assert app.get_inventory_level(merchant_id, "A", as_of=after_receipt).reserved == 0
@@ -157,7 +157,7 @@ def test_an_order_can_be_read_as_it_was_before_it_was_paid(app: Daybook, merchan
     order_id = place_after_stock(app, merchant_id)
     before_payment = datetime.now(UTC)
     capture = GatewayEvent(GatewayEventKind.CAPTURED, "stripe", "pi_1", "evt_1", order_id, 100, "EUR")
-    outcome = app.apply_gateway_event(CONTEXT, merchant_id, capture)
+    outcome = app.execute(ApplyGatewayEvent(CONTEXT, merchant_id, capture))
     assert app.get_order(merchant_id, order_id).status is OrderStatus.PAID
     assert app.get_order(merchant_id, order_id, as_of=before_payment).status is OrderStatus.RESERVED
     assert app.get_payment(merchant_id, outcome.payment.id).amount_captured == 100
@@ -172,13 +172,13 @@ def test_an_unknown_sku_has_no_level_and_cannot_be_adjusted(app: Daybook, mercha
     with pytest.raises(InventoryItemNotFoundError):
         app.get_inventory_level(merchant_id, "NOPE")
     with pytest.raises(InventoryItemNotFoundError) as caught:
-        app.adjust_stock(CONTEXT, merchant_id, "NOPE", 5, "count")
+        app.execute(AdjustStock(CONTEXT, merchant_id, "NOPE", 5, "count"))
     assert caught.value.sku == "NOPE"
 
 
 def test_a_stock_received_event_stored_as_v1_is_upcast_with_no_reference(app: Daybook, merchant_id: UUID):
     item_id = inventory_item_id(merchant_id, "A")
-    app.receive_stock(CONTEXT, merchant_id, "A", 1, reference="po-1")
+    app.execute(ReceiveStock(CONTEXT, merchant_id, "A", 1, reference="po-1"))
     v1_state = (
         '{"timestamp":{"_type_":"datetime_iso","_data_":"2024-05-01T10:00:00+00:00"},'
         f'"merchant_id":{{"_type_":"uuid_hex","_data_":"{merchant_id.hex}"}},'
@@ -232,7 +232,7 @@ def test_times_are_formatted_as_rfc3339_utc():
 
 
 def test_every_event_of_one_command_carries_one_timestamp(app: Daybook, merchant_id: UUID):
-    app.receive_stock(CONTEXT, merchant_id, "SKU-T", 5)
+    app.execute(ReceiveStock(CONTEXT, merchant_id, "SKU-T", 5))
     order_id = place(app, merchant_id, "SKU-T", 2)
     placed = app.history(order_id)[0]
     held = app.history(inventory_item_id(merchant_id, "SKU-T"))[-1]
@@ -244,7 +244,9 @@ def test_every_event_of_one_command_carries_one_timestamp(app: Daybook, merchant
 
 
 def test_a_hold_expires_exactly_hold_seconds_after_the_order_was_placed(app: Daybook, merchant_id: UUID):
-    app.receive_stock(CONTEXT, merchant_id, "SKU-E", 5)
+    app.execute(ReceiveStock(CONTEXT, merchant_id, "SKU-E", 5))
     line = OrderLine("SKU-E", 1, Money(100, "EUR"))
-    order = app.place_order(CONTEXT, merchant_id, order_id=uuid4(), lines=[line], currency="EUR", hold_seconds=60)
+    order = app.execute(
+        PlaceOrder(CONTEXT, merchant_id, order_id=uuid4(), lines=[line], currency="EUR", hold_seconds=60)
+    )
     assert (order.hold_expires_at - order.created_at).total_seconds() == 60

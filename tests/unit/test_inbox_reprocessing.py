@@ -15,11 +15,11 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from adapters.gateways import parse_delivery
 from domain.application import Daybook
-from domain.commands import ApplyGatewayEvent
+from domain.commands import ApplyGatewayEvent, PlaceOrder, ReceiveStock
 from domain.context import CommandContext
 from domain.gateway import GatewayEvent, payment_id
-from domain.gateway.payloads import parse_event
 from domain.groupcommit import GroupCommitter
 from domain.money import Money
 from domain.orders import OrderLine
@@ -39,12 +39,12 @@ def daybook() -> Iterator[Daybook]:
 
 def _shop(daybook: Daybook, count: int) -> list[PaymentStory]:
     merchant = {"merchant_id": str(MERCHANT), "webhook_secrets": {"stripe": "whsec_x", "standard": "whsec_eHh4eA=="}}
-    daybook.receive_stock(CONTEXT, MERCHANT, SKU, 10 * count)
+    daybook.execute(ReceiveStock(CONTEXT, MERCHANT, SKU, 10 * count))
     stories = []
     for index in range(count):
         order_id = uuid4()
         line = OrderLine(SKU, 1, Money(1_000 + index, "EUR"))
-        daybook.place_order(CONTEXT, MERCHANT, order_id=order_id, lines=[line], currency="EUR")
+        daybook.execute(PlaceOrder(CONTEXT, MERCHANT, order_id=order_id, lines=[line], currency="EUR"))
         gateway = "stripe" if index % 2 == 0 else "standard"
         stories.append(PaymentStory(merchant, gateway, str(order_id), 1_000 + index, index))
     return stories
@@ -53,7 +53,8 @@ def _shop(daybook: Daybook, count: int) -> list[PaymentStory]:
 def _facts(story: PaymentStory) -> list[GatewayEvent]:
     facts: list[GatewayEvent] = []
     for delivery in story.deliveries:
-        parsed = parse_event(story.gateway, delivery.body, {k.lower(): v for k, v in delivery.headers.items()})
+        headers = {k.lower(): v for k, v in delivery.headers.items()}
+        parsed = parse_delivery(story.gateway, delivery.body, headers.get("webhook-id"))
         assert isinstance(parsed, list)
         facts.extend(parsed)
     return facts
@@ -97,13 +98,13 @@ def test_facts_delivered_in_any_order_and_repeated_end_as_one_in_order_delivery(
     shuffled = Daybook(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
     stories = _shop(in_order, 2 * VARIANTS)
     # The same shop in the second store: same stock, same orders.
-    shuffled.receive_stock(CONTEXT, MERCHANT, SKU, 10 * len(stories))
+    shuffled.execute(ReceiveStock(CONTEXT, MERCHANT, SKU, 10 * len(stories)))
     for story in stories:
         order = in_order.get_order(MERCHANT, UUID(story.order_id))
-        shuffled.place_order(CONTEXT, MERCHANT, order_id=order.id, lines=list(order.lines), currency="EUR")
+        shuffled.execute(PlaceOrder(CONTEXT, MERCHANT, order_id=order.id, lines=list(order.lines), currency="EUR"))
     facts = [fact for story in stories for fact in _facts(story)]
     for fact in facts:
-        in_order.apply_gateway_event(CONTEXT, MERCHANT, fact)
+        in_order.execute(ApplyGatewayEvent(CONTEXT, MERCHANT, fact))
     delivered = facts * 3
     random.Random(seed).shuffle(delivered)
     with GroupCommitter(shuffled, name="shuffled") as committer:

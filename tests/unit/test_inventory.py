@@ -13,7 +13,8 @@ from domain.errors import (
     OutOfStockError,
     Shortage,
 )
-from domain.inventory import INVENTORY_NAMESPACE, InventoryItem, check_sku, inventory_item_id
+from domain.inventory import INVENTORY_NAMESPACE, InventoryItem, inventory_item_id
+from domain.validation import check_sku
 
 CONTEXT = CommandContext(actor="api_key:k1", request_id="req-1")
 LATER = datetime(2030, 1, 1, tzinfo=UTC)

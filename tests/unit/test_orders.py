@@ -6,6 +6,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from domain.application import Daybook
+from domain.commands import ApplyGatewayEvent, CancelOrder, ExpireOrder, PlaceOrder, ReceiveStock
 from domain.context import CommandContext
 from domain.errors import (
     CurrencyMismatchError,
@@ -34,7 +35,7 @@ class Shop:
         self.merchant_id = uuid4()
 
     def stock(self, sku: str, quantity: int) -> None:
-        self.app.receive_stock(CONTEXT, self.merchant_id, sku, quantity)
+        self.app.execute(ReceiveStock(CONTEXT, self.merchant_id, sku, quantity))
 
     def level(self, sku: str) -> tuple[int, int, int]:
         level = self.app.get_inventory_level(self.merchant_id, sku)
@@ -42,14 +43,16 @@ class Shop:
 
     def place(self, *lines: tuple[str, int, int], currency: str = "EUR", **options: object) -> OrderView:
         order_lines = [OrderLine(sku, quantity, Money(price, currency)) for sku, quantity, price in lines]
-        return self.app.place_order(
-            CONTEXT,
-            self.merchant_id,
-            order_id=uuid4(),
-            lines=order_lines,
-            currency=currency,
-            now=NOW,
-            **options,  # type: ignore[arg-type]
+        return self.app.execute(
+            PlaceOrder(
+                CONTEXT,
+                self.merchant_id,
+                order_id=uuid4(),
+                lines=order_lines,
+                currency=currency,
+                now=NOW,
+                **options,  # type: ignore[arg-type]
+            )
         )
 
     def fact(
@@ -63,7 +66,7 @@ class Shop:
         refund_id: str | None = None,
     ):
         event = GatewayEvent(kind, "stripe", ref, f"evt_{uuid4().hex}", order_id, amount, currency, refund_id)
-        return self.app.apply_gateway_event(GATEWAY, self.merchant_id, event, now=NOW)
+        return self.app.execute(ApplyGatewayEvent(GATEWAY, self.merchant_id, event, now=NOW))
 
     def order(self, order_id: UUID) -> OrderView:
         return self.app.get_order(self.merchant_id, order_id)
@@ -112,7 +115,7 @@ def test_a_line_in_another_currency_is_refused_and_holds_nothing(shop: Shop):
     shop.stock("A", 10)
     lines = [OrderLine("A", 1, Money(100, "EUR")), OrderLine("A", 1, Money(100, "USD"))]
     with pytest.raises(CurrencyMismatchError):
-        shop.app.place_order(CONTEXT, shop.merchant_id, order_id=uuid4(), lines=lines, currency="EUR")
+        shop.app.execute(PlaceOrder(CONTEXT, shop.merchant_id, order_id=uuid4(), lines=lines, currency="EUR"))
     assert shop.level("A") == (10, 0, 10)
 
 
@@ -141,14 +144,14 @@ def test_placing_an_order_with_a_taken_id_is_refused(shop: Shop):
     order = shop.place(("A", 1, 100))
     line = OrderLine("A", 1, Money(100, "EUR"))
     with pytest.raises(OrderAlreadyExistsError):
-        shop.app.place_order(CONTEXT, shop.merchant_id, order_id=order.id, lines=[line], currency="EUR")
+        shop.app.execute(PlaceOrder(CONTEXT, shop.merchant_id, order_id=order.id, lines=[line], currency="EUR"))
     assert shop.level("A") == (10, 1, 9)
 
 
 def test_cancelling_a_reserved_order_releases_its_stock(shop: Shop):
     shop.stock("A", 10)
     order = shop.place(("A", 4, 100))
-    cancelled = shop.app.cancel_order(CONTEXT, shop.merchant_id, order.id)
+    cancelled = shop.app.execute(CancelOrder(CONTEXT, shop.merchant_id, order.id))
     assert cancelled.status is OrderStatus.CANCELLED
     assert shop.level("A") == (10, 0, 10)
 
@@ -156,8 +159,8 @@ def test_cancelling_a_reserved_order_releases_its_stock(shop: Shop):
 def test_cancelling_twice_is_a_no_op(shop: Shop):
     shop.stock("A", 10)
     order = shop.place(("A", 4, 100))
-    first = shop.app.cancel_order(CONTEXT, shop.merchant_id, order.id)
-    second = shop.app.cancel_order(CONTEXT, shop.merchant_id, order.id)
+    first = shop.app.execute(CancelOrder(CONTEXT, shop.merchant_id, order.id))
+    second = shop.app.execute(CancelOrder(CONTEXT, shop.merchant_id, order.id))
     assert second.version == first.version
     assert second.status is OrderStatus.CANCELLED
 
@@ -167,16 +170,16 @@ def test_cancelling_a_paid_order_is_an_invalid_state(shop: Shop):
     order = shop.place(("A", 1, 100))
     shop.fact(GatewayEventKind.CAPTURED, order.id, 100)
     with pytest.raises(InvalidStateError) as caught:
-        shop.app.cancel_order(CONTEXT, shop.merchant_id, order.id)
+        shop.app.execute(CancelOrder(CONTEXT, shop.merchant_id, order.id))
     assert (caught.value.current_status, caught.value.action) == ("paid", "cancel")
 
 
 def test_cancelling_an_expired_order_is_an_invalid_state(shop: Shop):
     shop.stock("A", 10)
     order = shop.place(("A", 1, 100))
-    shop.app.expire_order(CONTEXT, shop.merchant_id, order.id, now=NOW + timedelta(hours=1))
+    shop.app.execute(ExpireOrder(CONTEXT, shop.merchant_id, order.id, now=NOW + timedelta(hours=1)))
     with pytest.raises(InvalidStateError):
-        shop.app.cancel_order(CONTEXT, shop.merchant_id, order.id)
+        shop.app.execute(CancelOrder(CONTEXT, shop.merchant_id, order.id))
 
 
 def test_another_merchants_order_is_not_found(shop: Shop):
@@ -184,17 +187,17 @@ def test_another_merchants_order_is_not_found(shop: Shop):
     order = shop.place(("A", 1, 100))
     stranger = uuid4()
     with pytest.raises(OrderNotFoundError):
-        shop.app.cancel_order(CONTEXT, stranger, order.id)
+        shop.app.execute(CancelOrder(CONTEXT, stranger, order.id))
     with pytest.raises(OrderNotFoundError):
         shop.app.get_order(stranger, order.id)
     with pytest.raises(OrderNotFoundError):
-        shop.app.expire_order(CONTEXT, shop.merchant_id, uuid4(), now=NOW)
+        shop.app.execute(ExpireOrder(CONTEXT, shop.merchant_id, uuid4(), now=NOW))
 
 
 def test_an_order_is_not_expired_before_its_hold_passes(shop: Shop):
     shop.stock("A", 10)
     order = shop.place(("A", 3, 100), hold_seconds=900)
-    result = shop.app.expire_order(CONTEXT, shop.merchant_id, order.id, now=NOW + timedelta(seconds=899))
+    result = shop.app.execute(ExpireOrder(CONTEXT, shop.merchant_id, order.id, now=NOW + timedelta(seconds=899)))
     assert result.expired is False
     assert result.order.status is OrderStatus.RESERVED
     assert shop.level("A") == (10, 3, 7)
@@ -204,8 +207,8 @@ def test_expiring_a_due_order_releases_its_stock_and_a_second_run_does_nothing(s
     shop.stock("A", 10)
     order = shop.place(("A", 3, 100), hold_seconds=900)
     due = NOW + timedelta(seconds=900)
-    first = shop.app.expire_order(CONTEXT, shop.merchant_id, order.id, now=due)
-    second = shop.app.expire_order(CONTEXT, shop.merchant_id, order.id, now=due)
+    first = shop.app.execute(ExpireOrder(CONTEXT, shop.merchant_id, order.id, now=due))
+    second = shop.app.execute(ExpireOrder(CONTEXT, shop.merchant_id, order.id, now=due))
     assert (first.expired, second.expired) == (True, False)
     assert second.order.status is OrderStatus.EXPIRED
     assert second.order.version == first.order.version
@@ -216,7 +219,7 @@ def test_expiring_a_paid_order_does_nothing(shop: Shop):
     shop.stock("A", 10)
     order = shop.place(("A", 3, 100))
     shop.fact(GatewayEventKind.CAPTURED, order.id, 300)
-    result = shop.app.expire_order(CONTEXT, shop.merchant_id, order.id, now=NOW + timedelta(days=2))
+    result = shop.app.execute(ExpireOrder(CONTEXT, shop.merchant_id, order.id, now=NOW + timedelta(days=2)))
     assert result.expired is False
     assert result.order.status is OrderStatus.PAID
 
@@ -256,7 +259,7 @@ def test_captures_of_two_payments_together_reaching_the_total_pay_the_order(shop
 def test_a_capture_for_an_expired_order_holds_stock_again_and_pays_it(shop: Shop):
     shop.stock("A", 10)
     order = shop.place(("A", 3, 100))
-    shop.app.expire_order(CONTEXT, shop.merchant_id, order.id, now=NOW + timedelta(days=1))
+    shop.app.execute(ExpireOrder(CONTEXT, shop.merchant_id, order.id, now=NOW + timedelta(days=1)))
     outcome = shop.fact(GatewayEventKind.CAPTURED, order.id, 300)
     assert outcome.order is not None
     assert outcome.order.status is OrderStatus.PAID
@@ -266,7 +269,7 @@ def test_a_capture_for_an_expired_order_holds_stock_again_and_pays_it(shop: Shop
 def test_a_capture_for_a_cancelled_order_without_stock_is_paid_unfulfillable(shop: Shop):
     shop.stock("A", 3)
     order = shop.place(("A", 3, 100))
-    shop.app.cancel_order(CONTEXT, shop.merchant_id, order.id)
+    shop.app.execute(CancelOrder(CONTEXT, shop.merchant_id, order.id))
     shop.place(("A", 2, 100))
     outcome = shop.fact(GatewayEventKind.CAPTURED, order.id, 300)
     assert outcome.order is not None
@@ -348,11 +351,11 @@ def test_a_redelivered_capture_pays_an_order_that_was_unknown_at_first_delivery(
     shop.stock("A", 10)
     order_id = uuid4()
     capture = GatewayEvent(GatewayEventKind.CAPTURED, "stripe", "pi_1", "evt_1", order_id, 100, "EUR")
-    first = shop.app.apply_gateway_event(GATEWAY, shop.merchant_id, capture, now=NOW)
+    first = shop.app.execute(ApplyGatewayEvent(GATEWAY, shop.merchant_id, capture, now=NOW))
     assert first.order is None
     line = OrderLine("A", 1, Money(100, "EUR"))
-    shop.app.place_order(CONTEXT, shop.merchant_id, order_id=order_id, lines=[line], currency="EUR")
-    again = shop.app.apply_gateway_event(GATEWAY, shop.merchant_id, capture, now=NOW)
+    shop.app.execute(PlaceOrder(CONTEXT, shop.merchant_id, order_id=order_id, lines=[line], currency="EUR"))
+    again = shop.app.execute(ApplyGatewayEvent(GATEWAY, shop.merchant_id, capture, now=NOW))
     assert again.changed is True
     assert again.order is not None
     assert again.order.status is OrderStatus.PAID
@@ -363,7 +366,7 @@ def test_a_payment_naming_another_merchants_order_does_not_touch_it(shop: Shop):
     shop.stock("A", 10)
     order = shop.place(("A", 1, 500))
     event = GatewayEvent(GatewayEventKind.CAPTURED, "stripe", "pi_x", "evt_x", order.id, 500, "EUR")
-    outcome = shop.app.apply_gateway_event(GATEWAY, uuid4(), event)
+    outcome = shop.app.execute(ApplyGatewayEvent(GATEWAY, uuid4(), event))
     assert outcome.order is None
     assert shop.order(order.id).status is OrderStatus.RESERVED
 
@@ -376,7 +379,8 @@ def test_marking_an_order_paid_below_its_total_is_an_invalid_state():
         lines=[line],
         currency="EUR",
         customer_ref=None,
-        hold_expires_at=NOW,
+        hold_seconds=900,
+        now=NOW,
         context=CONTEXT,
     )
     with pytest.raises(InvalidStateError):

@@ -6,6 +6,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from domain.application import Daybook
+from domain.commands import ApplyGatewayEvent
 from domain.context import CommandContext
 from domain.errors import InvalidCommandError
 from domain.gateway import GatewayEvent, GatewayEventKind, payment_id
@@ -199,15 +200,15 @@ def test_a_fact_about_another_payment_is_refused():
 def test_a_malformed_fact_is_refused_and_nothing_is_stored(bad: GatewayEvent):
     app = Daybook({"PERSISTENCE_MODULE": "eventsourcing.popo"})
     with pytest.raises(InvalidCommandError):
-        app.apply_gateway_event(CONTEXT, MERCHANT, bad)
+        app.execute(ApplyGatewayEvent(CONTEXT, MERCHANT, bad))
     assert app.recorder.max_notification_id() in (None, 0)
 
 
 def test_a_redelivered_fact_through_the_application_changes_nothing():
     app = Daybook({"PERSISTENCE_MODULE": "eventsourcing.popo"})
-    first = app.apply_gateway_event(CONTEXT, MERCHANT, fact(K.CAPTURED, 100, order_id=None))
+    first = app.execute(ApplyGatewayEvent(CONTEXT, MERCHANT, fact(K.CAPTURED, 100, order_id=None)))
     position = app.recorder.max_notification_id()
-    again = app.apply_gateway_event(CONTEXT, MERCHANT, fact(K.CAPTURED, 100, order_id=None))
+    again = app.execute(ApplyGatewayEvent(CONTEXT, MERCHANT, fact(K.CAPTURED, 100, order_id=None)))
     assert (first.changed, again.changed) == (True, False)
     assert app.recorder.max_notification_id() == position
     assert again.payment.version == first.payment.version

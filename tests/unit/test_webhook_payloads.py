@@ -8,15 +8,11 @@ from uuid import UUID
 
 import pytest
 
+from adapters.gateways import Ignored, MalformedPayloadError, event_id_of, parse_delivery
+from adapters.gateways.standard import parse as parse_standard
+from adapters.gateways.stripe import parse as parse_stripe
+from api.webhooks.signatures import header_value
 from domain.gateway import GatewayEvent, GatewayEventKind
-from domain.gateway.payloads import (
-    Ignored,
-    MalformedPayloadError,
-    event_id_of,
-    parse_event,
-    parse_standard,
-    parse_stripe,
-)
 
 ORDER_ID = UUID("0b6f6a36-4a4e-4a47-9d0a-7f3c5a1e9b21")
 
@@ -377,8 +373,8 @@ def test_standard_amount_key_missing_is_malformed() -> None:
     assert "amount" in detail
 
 
-@pytest.mark.parametrize("webhook_id", ["", "x" * 256])
-def test_standard_webhook_id_must_be_1_to_255_characters(webhook_id: str) -> None:
+@pytest.mark.parametrize("webhook_id", ["", "x" * 256, None, "msg\n", "msg\x00", "m\x85sg"])
+def test_standard_webhook_id_must_be_1_to_255_characters_without_controls(webhook_id: str | None) -> None:
     malformed_detail(parse_standard, standard_body("payment.captured"), webhook_id)
 
 
@@ -387,31 +383,43 @@ def test_standard_webhook_id_must_be_1_to_255_characters(webhook_id: str) -> Non
 
 def test_event_id_of_stripe_is_the_body_id() -> None:
     body = stripe_body("customer.created", {})
-    assert event_id_of("stripe", body, {"webhook-id": "not-this"}) == "evt_1N"
+    assert event_id_of("stripe", body, "not-this") == "evt_1N"
 
 
 def test_event_id_of_stripe_without_id_is_malformed() -> None:
     with pytest.raises(MalformedPayloadError):
-        event_id_of("stripe", b'{"type": "x"}', {})
+        event_id_of("stripe", b'{"type": "x"}')
 
 
-def test_event_id_of_standard_is_the_webhook_id_header_in_any_case() -> None:
-    assert event_id_of("standard", b"not even json", {"Webhook-Id": "msg_7"}) == "msg_7"
+@pytest.mark.parametrize("event_id", ["evt\n", "evt\x00", "evt\x7f", "e\x9fvt"])
+def test_a_stripe_event_id_with_control_characters_is_malformed(event_id: str) -> None:
+    body = json.dumps({"id": event_id, "type": "payment_intent.succeeded"}).encode()
+    with pytest.raises(MalformedPayloadError):
+        event_id_of("stripe", body)
+
+
+def test_event_id_of_standard_is_the_webhook_id_header() -> None:
+    assert event_id_of("standard", b"not even json", "msg_7") == "msg_7"
+
+
+def test_the_webhook_id_header_is_found_in_any_case() -> None:
+    assert header_value({"Webhook-Id": "msg_7"}, "webhook-id") == "msg_7"
+    assert header_value({"other": "x"}, "webhook-id") is None
 
 
 def test_event_id_of_standard_without_webhook_id_is_malformed() -> None:
     with pytest.raises(MalformedPayloadError):
-        event_id_of("standard", b"{}", {})
+        event_id_of("standard", b"{}")
 
 
-def test_parse_event_dispatches_on_gateway() -> None:
+def test_parse_delivery_dispatches_on_gateway() -> None:
     stripe = stripe_body("payment_intent.succeeded", payment_intent(amount_received=4500))
-    assert parse_event("stripe", stripe, {}) == [stripe_fact(GatewayEventKind.CAPTURED, 4500)]
+    assert parse_delivery("stripe", stripe) == [stripe_fact(GatewayEventKind.CAPTURED, 4500)]
     standard = standard_body("payment.captured", order_id=str(ORDER_ID))
-    assert parse_event("standard", standard, {"webhook-id": "msg_1"}) == [standard_fact(GatewayEventKind.CAPTURED)]
+    assert parse_delivery("standard", standard, "msg_1") == [standard_fact(GatewayEventKind.CAPTURED)]
 
 
-@pytest.mark.parametrize("function", [parse_event, event_id_of])
+@pytest.mark.parametrize("function", [parse_delivery, event_id_of])
 def test_unknown_gateway_is_a_programming_error(function: Any) -> None:
     with pytest.raises(ValueError, match="unknown gateway"):
-        function("paypal", b"{}", {})
+        function("paypal", b"{}")

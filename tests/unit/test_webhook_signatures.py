@@ -12,10 +12,10 @@ import pytest
 import stripe
 from standardwebhooks import Webhook
 
+from adapters.gateways.secrets import generate_secret
 from api.webhooks.signatures import (
     InvalidSignatureError,
     SignatureFailure,
-    generate_secret,
     sign_standard,
     sign_stripe,
     verify,

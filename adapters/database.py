@@ -7,8 +7,8 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
-from daybook import event_store
-from daybook.settings import Settings
+from adapters import event_store
+from adapters.settings import Settings
 
 APPLICATION_NAME = "daybook"
 

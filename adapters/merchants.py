@@ -1,4 +1,8 @@
-"""Persistence of merchants, API key hashes and webhook secrets (tables of 0002_merchants)."""
+"""Persistence of merchants, API key hashes and webhook secrets (tables of 0002_merchants).
+
+The API authenticates with these tables and the CLI creates merchants in them, so
+both go through this module: one rule for a merchant's name, one way to create one.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,12 @@ from datetime import timedelta
 
 from psycopg import Connection, sql
 
-from api.keys import NewKey, generate_key
-from api.webhooks.signatures import generate_secret
+from adapters.gateways import GATEWAYS
+from adapters.gateways.secrets import generate_secret
+from adapters.keys import NewKey, generate_key
+from domain import limits
+from domain.validation import has_control_characters
 
-GATEWAYS = ("stripe", "standard")
 ROTATION_GRACE = timedelta(hours=24)
 
 _INSERT_MERCHANT = sql.SQL("INSERT INTO merchants (merchant_id, name) VALUES (%s, %s)")
@@ -39,6 +45,36 @@ class CreatedMerchant:
     auditor_key: str
     webhook_secrets: dict[str, str]
 
+    def as_json(self) -> dict[str, object]:
+        """The contract's JSON for a created merchant (the admin endpoint's and the CLI's)."""
+        return {
+            "merchant_id": str(self.merchant_id),
+            "name": self.name,
+            "api_key": self.api_key,
+            "auditor_key": self.auditor_key,
+            "webhook_secrets": dict(self.webhook_secrets),
+        }
+
+
+class InvalidMerchantNameError(ValueError):
+    """A merchant name that cannot be stored; the message says why."""
+
+
+def merchant_name(name: str) -> str:
+    """The name to store: ``name`` without surrounding white space.
+
+    Raises:
+        InvalidMerchantNameError: empty once stripped, longer than
+            ``MERCHANT_NAME_LENGTH_MAX``, or with control characters.
+    """
+    stripped = name.strip()
+    if not 1 <= len(stripped) <= limits.MERCHANT_NAME_LENGTH_MAX:
+        msg = f"a merchant name is 1 to {limits.MERCHANT_NAME_LENGTH_MAX} characters, not counting surrounding spaces"
+        raise InvalidMerchantNameError(msg)
+    if has_control_characters(stripped):
+        raise InvalidMerchantNameError("a merchant name must not contain control characters")
+    return stripped
+
 
 @dataclass(frozen=True, slots=True)
 class StoredKey:
@@ -50,7 +86,12 @@ class StoredKey:
 
 
 def create_merchant(conn: Connection[tuple[object, ...]], name: str) -> CreatedMerchant:
-    """Creates a merchant with a merchant key, an auditor key and one secret per gateway."""
+    """Creates a merchant with a merchant key, an auditor key and one secret per gateway.
+
+    Raises:
+        InvalidMerchantNameError: see :func:`merchant_name`.
+    """
+    name = merchant_name(name)
     merchant_id = uuid.uuid4()
     api_key, auditor_key = generate_key(), generate_key()
     secrets = {gateway: generate_secret(gateway) for gateway in GATEWAYS}

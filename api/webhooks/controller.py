@@ -6,7 +6,7 @@ merchant), the signature over the raw bytes with every active secret (401
 event type Daybook does not act on is 200 ``ignored`` and nothing is stored), then
 deduplication by the gateway's event id and the inbox row. Nothing is stored for a
 rejected request. 200 ``accepted`` is answered only once the row is committed (see
-:class:`api.inbox_store.InboxWriter`); the message to the workers is sent after that,
+:class:`api.webhooks.inbox_writer.InboxWriter`); the message to the workers is sent after that,
 and if it is lost (Redis down) the sweeper sends it again, so the answer never depends
 on Redis.
 """
@@ -24,21 +24,15 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.params import FromPath
 
-from api import inbox_store
+from adapters.gateways import GATEWAYS, Ignored, MalformedPayloadError, event_id_of, parse_delivery
+from adapters.settings import Settings
+from adapters.webhook_inbox import Delivery
 from api.metrics import WEBHOOK_OUTCOMES
 from api.problems import ApiError
 from api.schemas import WebhookAck
-from api.webhooks import (
-    GATEWAYS,
-    Ignored,
-    InvalidSignatureError,
-    MalformedPayloadError,
-    event_id_of,
-    parse_event,
-    verify,
-)
-from daybook.settings import Settings
-from domain.gateway.payloads import STANDARD_ID_HEADER
+from api.webhooks.inbox_writer import InboxUnavailableError, InboxWriter
+from api.webhooks.secrets import SecretsCache
+from api.webhooks.signatures import STANDARD_ID_HEADER, InvalidSignatureError, header_value, verify
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +88,7 @@ async def receive_delivery(
         ApiError: 404 unknown merchant, 401 ``invalid_signature``, 400 ``malformed``,
             503 ``unavailable`` when the delivery could not be stored.
     """
-    secrets_cache: inbox_store.SecretsCache = state.webhook_secrets
+    secrets_cache: SecretsCache = state.webhook_secrets
     secrets = await secrets_cache.secrets(merchant_id, gateway)
     if secrets is None:
         _count(gateway, "not_found")
@@ -113,20 +107,21 @@ async def receive_delivery(
         _count(gateway, "invalid_signature")
         log.info("webhook rejected: %s", error.reason, extra={"merchant_id": str(merchant_id), "gateway": gateway})
         raise ApiError(401, "invalid_signature", INVALID_SIGNATURE_DETAIL) from None
+    webhook_id = header_value(headers, STANDARD_ID_HEADER) if gateway == "standard" else None
     try:
-        parsed = parse_event(gateway, body, headers)
-        event_id = event_id_of(gateway, body, headers)
+        parsed = parse_delivery(gateway, body, webhook_id)
+        event_id = event_id_of(gateway, body, webhook_id)
     except MalformedPayloadError as error:
         _count(gateway, "malformed")
         raise ApiError(400, "malformed", error.detail) from None
     if isinstance(parsed, Ignored):
         return IGNORED
     stored_headers = {STANDARD_ID_HEADER: event_id} if gateway == "standard" else {}
-    delivery = inbox_store.Delivery(merchant_id, gateway, event_id, body, stored_headers)
-    writer: inbox_store.InboxWriter = state.inbox_writer
+    delivery = Delivery(merchant_id, gateway, event_id, body, stored_headers)
+    writer: InboxWriter = state.inbox_writer
     try:
         return await writer.store(delivery)
-    except inbox_store.InboxUnavailableError as error:
+    except InboxUnavailableError as error:
         _count(gateway, "unavailable")
         log.warning("webhook not stored: %s", error)
         raise ApiError(

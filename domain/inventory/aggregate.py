@@ -8,13 +8,13 @@ of the holds, and ``available = on_hand - reserved``.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
 from uuid import UUID, uuid5
 
+from domain import limits
 from domain.context import CommandContext
 from domain.errors import (
     InsufficientStockError,
@@ -24,42 +24,9 @@ from domain.errors import (
     Shortage,
 )
 from domain.events import DaybookAggregate, DaybookCreated, DaybookEvent
-from domain.money import check_amount
+from domain.validation import check_amount, check_aware, check_sku, check_text
 
 INVENTORY_NAMESPACE = UUID("0b6f2f0e-5d43-4c1e-9b3a-7e2a51c0d8f4")
-_SKU_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
-REASON_LENGTH_MAX = 255
-
-
-def check_sku(sku: object) -> str:
-    """Returns ``sku`` when it is 1 to 64 characters of ``[A-Za-z0-9._-]``.
-
-    Raises:
-        InvalidCommandError: otherwise.
-    """
-    if not isinstance(sku, str) or _SKU_PATTERN.fullmatch(sku) is None:
-        raise InvalidCommandError("sku", f"{sku!r} is not 1-64 characters of [A-Za-z0-9._-]")
-    return sku
-
-
-def check_text(name: str, text: object, *, required: bool) -> str | None:
-    """Returns ``text`` (a reason, a reference) when it is a short enough string.
-
-    Raises:
-        InvalidCommandError: when missing although required, empty, or too long.
-    """
-    if text is None and not required:
-        return None
-    if not isinstance(text, str) or not text or len(text) > REASON_LENGTH_MAX:
-        raise InvalidCommandError(name, f"must be a string of 1 to {REASON_LENGTH_MAX} characters")
-    return text
-
-
-def check_aware(name: str, moment: object) -> datetime:
-    """Returns ``moment`` when it is a timezone-aware datetime."""
-    if not isinstance(moment, datetime) or moment.utcoffset() is None:
-        raise InvalidCommandError(name, "must be a timezone-aware datetime")
-    return moment
 
 
 @lru_cache(maxsize=100_000)
@@ -185,9 +152,16 @@ class InventoryItem(DaybookAggregate):
         return self.on_hand - self.reserved
 
     def receive(self, quantity: int, reference: str | None, context: CommandContext) -> None:
-        """Adds ``quantity`` (≥ 1) units to ``on_hand``."""
-        check_amount("quantity", quantity, minimum=1)
+        """Adds ``quantity`` (1 to ``RECEIPT_QUANTITY_MAX``) units to ``on_hand``.
+
+        Raises:
+            InvalidCommandError: a bad quantity or reference, or ``on_hand`` would pass
+                ``ON_HAND_MAX``.
+        """
+        check_amount("quantity", quantity, minimum=1, maximum=limits.RECEIPT_QUANTITY_MAX)
         check_text("reference", reference, required=False)
+        if self.on_hand + quantity > limits.ON_HAND_MAX:
+            raise InvalidCommandError("quantity", f"on hand would pass {limits.ON_HAND_MAX}")
         self._record(self.StockReceived, context, quantity=quantity, reference=reference)
 
     def adjust(self, delta: int, reason: str, context: CommandContext) -> None:
@@ -196,10 +170,12 @@ class InventoryItem(DaybookAggregate):
         Raises:
             InsufficientStockError: when ``on_hand`` would drop below ``reserved``.
         """
-        check_amount("delta", delta, minimum=None)
+        check_amount("delta", delta, minimum=None, maximum=limits.ADJUSTMENT_DELTA_MAX)
         if delta == 0:
             raise InvalidCommandError("delta", "must not be 0")
         check_text("reason", reason, required=True)
+        if self.on_hand + delta > limits.ON_HAND_MAX:
+            raise InvalidCommandError("delta", f"on hand would pass {limits.ON_HAND_MAX}")
         if self.on_hand + delta < self.reserved:
             raise InsufficientStockError(self.sku, self.on_hand, self.reserved, delta)
         self._record(self.StockAdjusted, context, delta=delta, reason=reason)

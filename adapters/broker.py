@@ -2,9 +2,16 @@
 
 Redis is a transport, never the source of truth: work that must not be lost is
 recorded in PostgreSQL first and re-enqueued by a sweeper if a message goes missing.
+
+The actors' names are the contract between whoever sends work (the API, the
+scheduler) and the workers that declare the actors (:mod:`workers.tasks`); senders use
+:func:`send` with a name from here and never import the workers.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
@@ -17,6 +24,13 @@ from dramatiq.middleware import (
     ShutdownNotifications,
     TimeLimit,
 )
+
+PROCESS_INBOX_ACTOR: Final = "process_inbox"
+SWEEP_INBOX_ACTOR: Final = "sweep_inbox"
+EXPIRE_HOLDS_ACTOR: Final = "expire_holds"
+PING_ACTOR: Final = "ping"
+INBOX_MESSAGE_ROWS_MAX: Final = 100
+"""Inbox rows named by one ``process_inbox`` message."""
 
 NAMESPACE = "daybook"
 QUEUE = "default"
@@ -58,3 +72,13 @@ def send(broker: dramatiq.Broker, actor_name: str, *args: object, queue_name: st
         queue_name=queue_name, actor_name=actor_name, args=args, kwargs={}, options={}
     )
     return broker.enqueue(message)
+
+
+def enqueue_inbox_rows(broker: dramatiq.Broker, inbox_ids: Sequence[int]) -> int:
+    """Sends ``process_inbox`` messages for the rows, ``INBOX_MESSAGE_ROWS_MAX`` each; returns how many."""
+    ids = list(inbox_ids)
+    messages = 0
+    for start in range(0, len(ids), INBOX_MESSAGE_ROWS_MAX):
+        send(broker, PROCESS_INBOX_ACTOR, ids[start : start + INBOX_MESSAGE_ROWS_MAX])
+        messages += 1
+    return messages

@@ -22,7 +22,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-TOPIC = "daybook.event_store:ColumnarApplicationRecorder"
+TOPIC = "adapters.event_store:ColumnarApplicationRecorder"
 
 
 class ColumnarApplicationRecorder(PostgresApplicationRecorder):
@@ -69,7 +69,7 @@ class ColumnarApplicationRecorder(PostgresApplicationRecorder):
         )
 
 
-MAPPER_TOPIC = "daybook.event_store:MsgspecMapper"
+MAPPER_TOPIC = "adapters.event_store:MsgspecMapper"
 
 
 class MsgspecMapper(Mapper[UUID]):

@@ -1,4 +1,4 @@
-"""The webhook edge's persistence: the inbox table (0006_webhook_inbox) and secret lookups.
+"""The webhook edge's writer: verified deliveries into the inbox, in batches.
 
 The inbox row is written before the delivery is acknowledged; its unique key
 (merchant, gateway, gateway event id) decides whether a delivery is new. Redis keeps a
@@ -18,11 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
-from collections import OrderedDict
-from dataclasses import dataclass, field
-from threading import Lock
+from dataclasses import dataclass
 from typing import Any, Final
 
 import anyio.to_thread
@@ -30,24 +27,16 @@ import dramatiq
 import psycopg
 import redis
 import redis.asyncio
-from psycopg import sql
-from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
 
-from api import merchant_store
-from api.rate_limit import RateLimiter
-from daybook.settings import Settings
-from workers.inbox import MESSAGE_ROWS_MAX, enqueue
+from adapters.broker import INBOX_MESSAGE_ROWS_MAX, enqueue_inbox_rows
+from adapters.settings import Settings
+from adapters.webhook_inbox import INSERT, Delivery, dedupe_key, insert_parameters
 
 log = logging.getLogger(__name__)
 
 # Sized for the redelivery window of the gateways (Stripe retries for up to three days,
 # most redeliveries come within hours); past it PostgreSQL still answers correctly.
 DEDUPE_TTL_S = 24 * 3600
-DEDUPE_KEY_PREFIX = "daybook:webhook:"
-REFRESHES_PER_MINUTE = 60
-SECRETS_TTL_S = 10.0
-SECRETS_CACHE_SIZE_MAX = 10_000
 BATCH_SIZE_MAX = 500
 QUEUE_SIZE_MAX = 10_000
 STORE_WAIT_S = 10.0
@@ -55,65 +44,14 @@ REDIS_TIMEOUT_S = 2.0
 # Stored keys and new rows wait this long for others to share one Redis pipeline and
 # one queue message: fewer, fuller messages also make the workers' batches larger.
 PUBLISH_LINGER_S = 0.01
-PUBLISH_ROWS_MAX = 10 * MESSAGE_ROWS_MAX
+PUBLISH_ROWS_MAX = 10 * INBOX_MESSAGE_ROWS_MAX
 
 ACCEPTED: Final = "accepted"
 DUPLICATE: Final = "duplicate"
 
-_INSERT = sql.SQL(
-    "INSERT INTO webhook_inbox (merchant_id, gateway, event_id, body, headers) "
-    "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bytea[], %s::jsonb[]) "
-    "ON CONFLICT (merchant_id, gateway, event_id) DO NOTHING RETURNING inbox_id, merchant_id, gateway, event_id"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A verified, parsed webhook delivery, as it is stored.
-
-    Attributes:
-        merchant_id: whose gateway sent it.
-        gateway: ``"stripe"`` or ``"standard"``.
-        event_id: the gateway's id for the event (Stripe ``id``, Standard ``webhook-id``).
-        body: the raw body, exactly as received and verified.
-        headers: the headers needed to parse the body again (lower-case names).
-    """
-
-    merchant_id: uuid.UUID
-    gateway: str
-    event_id: str
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def key(self) -> tuple[uuid.UUID, str, str]:
-        """The inbox's unique key."""
-        return (self.merchant_id, self.gateway, self.event_id)
-
 
 class InboxUnavailableError(Exception):
     """The delivery could not be stored (database down, overloaded, timed out); retry."""
-
-
-def dedupe_key(delivery: Delivery) -> str:
-    """The Redis key that says "this delivery is already in the inbox"."""
-    return f"{DEDUPE_KEY_PREFIX}{delivery.merchant_id}:{delivery.gateway}:{delivery.event_id}"
-
-
-def store(conn: psycopg.Connection[Any], delivery: Delivery) -> int | None:
-    """Inserts one delivery (committed on return); ``None`` when it was already stored."""
-    rows = conn.execute(_INSERT, _columns([delivery])).fetchall()
-    return int(rows[0][0]) if rows else None
-
-
-def _columns(deliveries: list[Delivery]) -> tuple[list[Any], ...]:
-    return (
-        [delivery.merchant_id for delivery in deliveries],
-        [delivery.gateway for delivery in deliveries],
-        [delivery.event_id for delivery in deliveries],
-        [delivery.body for delivery in deliveries],
-        [Jsonb(delivery.headers) for delivery in deliveries],
-    )
 
 
 @dataclass(slots=True)
@@ -219,7 +157,7 @@ class InboxWriter:
     async def _insert(self, deliveries: list[Delivery]) -> dict[tuple[uuid.UUID, str, str], int]:
         conn = await self._connection()
         try:
-            rows = await (await conn.execute(_INSERT, _columns(deliveries))).fetchall()
+            rows = await (await conn.execute(INSERT, insert_parameters(deliveries))).fetchall()
         except psycopg.OperationalError:
             self._conn = None
             with contextlib.suppress(Exception):
@@ -256,7 +194,7 @@ class InboxWriter:
             if not ids:
                 continue
             try:
-                await anyio.to_thread.run_sync(enqueue, self.broker, ids)
+                await anyio.to_thread.run_sync(enqueue_inbox_rows, self.broker, ids)
             except Exception as error:
                 # The rows are durable; the sweeper sends them once their message is overdue.
                 log.warning("inbox writer: %d rows stored but not enqueued (%s)", len(ids), error)
@@ -278,69 +216,3 @@ class InboxWriter:
         for pending in batch:
             if not pending.future.done():
                 pending.future.set_exception(error)
-
-
-_MISSING: Final = object()
-
-
-class SecretsCache:
-    """Active webhook secrets per (merchant, gateway), cached briefly and bounded.
-
-    :meth:`cached` never blocks (for the event loop); :meth:`refresh` reads PostgreSQL.
-    ``None`` means the merchant does not exist (never cached, so a merchant created a
-    moment ago is found). A rotated-in secret is seen at once because a delivery that
-    fails verification against the cached secrets is verified again with fresh ones;
-    a secret whose grace period ended is still accepted for at most ``SECRETS_TTL_S``.
-    """
-
-    MISSING: Final = _MISSING
-
-    def __init__(self, pool: ConnectionPool[Any]) -> None:
-        self._pool = pool
-        self._cache: OrderedDict[tuple[uuid.UUID, str], tuple[float, list[str]]] = OrderedDict()
-        self._lock = Lock()
-        self._refreshes = RateLimiter(REFRESHES_PER_MINUTE)
-
-    def cached(self, merchant_id: uuid.UUID, gateway: str) -> list[str] | object:
-        """The cached secrets, or :attr:`MISSING` when they must be read."""
-        with self._lock:
-            cached = self._cache.get((merchant_id, gateway))
-            if cached is None or cached[0] <= time.monotonic():
-                return _MISSING
-            self._cache.move_to_end((merchant_id, gateway))
-            return cached[1]
-
-    def refresh(self, merchant_id: uuid.UUID, gateway: str) -> list[str] | None:
-        """Reads the secrets from PostgreSQL (newest first) and caches them."""
-        with self._pool.connection() as conn:
-            if not merchant_store.merchant_exists(conn, merchant_id):
-                return None
-            secrets = merchant_store.active_webhook_secrets(conn, merchant_id, gateway)
-        with self._lock:
-            self._cache[(merchant_id, gateway)] = (time.monotonic() + SECRETS_TTL_S, secrets)
-            self._cache.move_to_end((merchant_id, gateway))
-            while len(self._cache) > SECRETS_CACHE_SIZE_MAX:
-                self._cache.popitem(last=False)
-        return secrets
-
-    def refresh_after_failure(self, merchant_id: uuid.UUID, gateway: str) -> list[str] | None:
-        """Fresh secrets after a failed verification, rate limited per endpoint.
-
-        The first failures read PostgreSQL at once (a secret rotated in elsewhere works
-        immediately); a flood of forged deliveries costs at most one read a second per
-        endpoint after a burst of ``REFRESHES_PER_MINUTE``, the cached secrets answering
-        the rest.
-        """
-        if self._refreshes.acquire(f"{merchant_id}:{gateway}") is not None:
-            cached = self.cached(merchant_id, gateway)
-            if isinstance(cached, list):
-                return cached
-        return self.refresh(merchant_id, gateway)
-
-    async def secrets(self, merchant_id: uuid.UUID, gateway: str) -> list[str] | None:
-        """The active secrets; reads PostgreSQL in a worker thread on a miss."""
-        cached = self.cached(merchant_id, gateway)
-        if cached is not _MISSING:
-            assert isinstance(cached, list)
-            return cached
-        return await anyio.to_thread.run_sync(self.refresh, merchant_id, gateway)

@@ -1,0 +1,131 @@
+"""The webhook inbox table (``schema/0006_webhook_inbox.sql``): every statement on it.
+
+The edge inserts verified deliveries (:data:`INSERT`, batched by the API's inbox
+writer); the workers claim pending rows, mark them processed or park them, and the
+sweeper re-sends rows whose message went missing. A row's unique key (merchant,
+gateway, gateway event id) is the truth for deduplication; Redis only remembers, under
+:func:`dedupe_key`, what this table already holds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Final
+
+from psycopg import Connection, sql
+from psycopg.types.json import Jsonb
+
+DEDUPE_KEY_PREFIX: Final = "daybook:webhook:"
+PARK_REASON_LENGTH_MAX: Final = 1_000
+
+INSERT: Final = sql.SQL(
+    "INSERT INTO webhook_inbox (merchant_id, gateway, event_id, body, headers) "
+    "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bytea[], %s::jsonb[]) "
+    "ON CONFLICT (merchant_id, gateway, event_id) DO NOTHING RETURNING inbox_id, merchant_id, gateway, event_id"
+)
+_CLAIM = sql.SQL(
+    "UPDATE webhook_inbox SET attempts = attempts + 1 WHERE inbox_id = ANY(%s) AND state = 'pending' "
+    "RETURNING inbox_id, merchant_id, gateway, event_id, body, headers, attempts"
+)
+_MARK_PROCESSED = sql.SQL(
+    "UPDATE webhook_inbox SET state = 'processed', processed_at = now() WHERE inbox_id = ANY(%s) AND state = 'pending'"
+)
+_PARK = sql.SQL(
+    "UPDATE webhook_inbox SET state = 'parked', processed_at = now(), park_reason = %s "
+    "WHERE inbox_id = %s AND state = 'pending'"
+)
+_SWEEP = sql.SQL(
+    "UPDATE webhook_inbox SET enqueued_at = now() WHERE inbox_id IN ("
+    "SELECT inbox_id FROM webhook_inbox WHERE state = 'pending' AND enqueued_at <= now() - %s "
+    "ORDER BY enqueued_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING inbox_id"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A verified, parsed webhook delivery, as it is stored.
+
+    Attributes:
+        merchant_id: whose gateway sent it.
+        gateway: ``"stripe"`` or ``"standard"``.
+        event_id: the gateway's id for the event (Stripe ``id``, Standard ``webhook-id``).
+        body: the raw body, exactly as received and verified.
+        headers: the headers needed to parse the body again (lower-case names).
+    """
+
+    merchant_id: uuid.UUID
+    gateway: str
+    event_id: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[uuid.UUID, str, str]:
+        """The inbox's unique key."""
+        return (self.merchant_id, self.gateway, self.event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRow:
+    """A claimed inbox row."""
+
+    inbox_id: int
+    merchant_id: uuid.UUID
+    gateway: str
+    event_id: str
+    body: bytes
+    headers: dict[str, str]
+    attempts: int
+
+
+def dedupe_key(delivery: Delivery) -> str:
+    """The Redis key that says "this delivery is already in the inbox"."""
+    return f"{DEDUPE_KEY_PREFIX}{delivery.merchant_id}:{delivery.gateway}:{delivery.event_id}"
+
+
+def insert_parameters(deliveries: Sequence[Delivery]) -> tuple[list[Any], ...]:
+    """The column arrays :data:`INSERT` takes for ``deliveries``."""
+    return (
+        [delivery.merchant_id for delivery in deliveries],
+        [delivery.gateway for delivery in deliveries],
+        [delivery.event_id for delivery in deliveries],
+        [delivery.body for delivery in deliveries],
+        [Jsonb(delivery.headers) for delivery in deliveries],
+    )
+
+
+def store(conn: Connection[Any], delivery: Delivery) -> int | None:
+    """Inserts one delivery (committed on return); ``None`` when it was already stored."""
+    rows = conn.execute(INSERT, insert_parameters([delivery])).fetchall()
+    return int(rows[0][0]) if rows else None
+
+
+def claim(conn: Connection[Any], inbox_ids: Sequence[int]) -> list[InboxRow]:
+    """The rows among ``inbox_ids`` still pending, each with one more attempt counted."""
+    return [InboxRow(*row) for row in conn.execute(_CLAIM, (list(inbox_ids),))]
+
+
+def mark_processed(conn: Connection[Any], inbox_ids: Sequence[int]) -> None:
+    """Marks pending rows processed."""
+    if inbox_ids:
+        conn.execute(_MARK_PROCESSED, (list(inbox_ids),))
+
+
+def park(conn: Connection[Any], reasons: Mapping[int, str]) -> None:
+    """Parks pending rows, each with its reason (cut to ``PARK_REASON_LENGTH_MAX``)."""
+    if not reasons:
+        return
+    with conn.cursor() as cursor:
+        cursor.executemany(_PARK, [(reason[:PARK_REASON_LENGTH_MAX], inbox_id) for inbox_id, reason in reasons.items()])
+
+
+def overdue(conn: Connection[Any], delay: timedelta, limit: int) -> list[int]:
+    """Takes up to ``limit`` pending rows whose last message is older than ``delay``.
+
+    Their ``enqueued_at`` moves to now (the caller sends them again), so a backlog is
+    not re-sent on every sweep. Concurrent sweepers skip each other's rows.
+    """
+    return sorted(int(row[0]) for row in conn.execute(_SWEEP, (delay, limit)))

@@ -1,0 +1,65 @@
+"""Every bound Daybook enforces, in one place.
+
+The domain checks its inputs against these names, and the API edge builds its request
+schemas (and so its OpenAPI document) from the same names, so the two cannot drift
+apart. Values come from CONTRACT.md where it gives one; the others are the choices
+documented in the README ("Decisions where the contract is silent"). The assertions
+at the bottom relate the bounds to each other; they run on import.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Identifiers and text. Patterns match the whole string under both regex dialects that
+# read them: Python's ``$`` also matches before a final newline, which ``(?!\n)`` rules
+# out; in ECMA-262 (OpenAPI, JSON Schema) that lookahead is a no-op.
+SKU_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$(?!\n)"
+"""A SKU is 1 to 64 characters of ``[A-Za-z0-9._-]``, the whole string."""
+SKU_LENGTH_MAX: Final = 64
+TEXT_PATTERN: Final = r"^[^\x00-\x1f\x7f-\x9f]*$(?!\n)"
+"""Free text and ids: no C0 or C1 control character and no DEL."""
+TEXT_LENGTH_MAX: Final = 255
+"""Free text: ``customer_ref``, an adjustment's ``reason``, a receipt's ``reference``."""
+MERCHANT_NAME_LENGTH_MAX: Final = 200
+GATEWAY_ID_LENGTH_MAX: Final = 255
+"""Gateway references, event ids and refund ids."""
+IDEMPOTENCY_KEY_LENGTH_MAX: Final = 255
+
+# Money: integer minor units that fit PostgreSQL ``bigint``; sums stay within it too.
+AMOUNT_MAX: Final = 2**63 - 1
+
+# Stock.
+RECEIPT_QUANTITY_MAX: Final = 1_000_000_000
+"""Units of one receipt."""
+ADJUSTMENT_DELTA_MAX: Final = 1_000_000_000
+"""The largest correction, either way, of one adjustment."""
+ON_HAND_MAX: Final = 2**63 - 1
+"""Units of one SKU on hand (a ``bigint`` column of the read model)."""
+
+# Orders.
+LINES_MIN: Final = 1
+LINES_MAX: Final = 100
+LINE_QUANTITY_MIN: Final = 1
+LINE_QUANTITY_MAX: Final = 10_000
+HOLD_SECONDS_MIN: Final = 60
+HOLD_SECONDS_DEFAULT: Final = 900
+HOLD_SECONDS_MAX: Final = 86_400
+
+# Pages.
+PAGE_SIZE_DEFAULT: Final = 50
+PAGE_SIZE_MAX: Final = 100
+EVENT_PAGE_SIZE_MAX: Final = 1_000
+"""Pages of events (an order's stream, the audit log) may be larger."""
+
+assert HOLD_SECONDS_MIN <= HOLD_SECONDS_DEFAULT <= HOLD_SECONDS_MAX
+assert 1 <= LINES_MIN <= LINES_MAX
+assert 1 <= LINE_QUANTITY_MIN <= LINE_QUANTITY_MAX
+assert 1 <= PAGE_SIZE_DEFAULT <= PAGE_SIZE_MAX <= EVENT_PAGE_SIZE_MAX
+# An order's total fits its column even at every bound at once: 100 lines of 10,000
+# units can each be priced up to AMOUNT_MAX / 10**6 without the sum overflowing, and
+# the domain refuses any order whose sum would exceed AMOUNT_MAX.
+assert LINES_MAX * LINE_QUANTITY_MAX < AMOUNT_MAX
+assert RECEIPT_QUANTITY_MAX <= ON_HAND_MAX
+assert ADJUSTMENT_DELTA_MAX <= ON_HAND_MAX
+assert str(SKU_LENGTH_MAX) in SKU_PATTERN
