@@ -29,10 +29,17 @@ from api.controllers.inventory import InventoryController
 from api.controllers.orders import OrdersController
 from api.controllers.payments import PaymentsController, ReconciliationController
 from api.maintenance import purge_idempotency_keys_forever
-from api.metrics import PROJECTION_LAG, RequestMetricsMiddleware, observe_batch, track_queue_depth
+from api.metrics import (
+    PROJECTION_IDLE,
+    PROJECTION_LAG,
+    PROJECTION_QUARANTINED,
+    RequestMetricsMiddleware,
+    observe_batch,
+    track_queue_depth,
+)
 from api.problems import exception_handlers
 from api.rate_limit import RateLimiter
-from api.readiness import projection_lags
+from api.readiness import projection_states
 from api.request_id import add_request_id_header
 from api.webhooks.controller import webhooks_router
 from api.webhooks.inbox_writer import InboxWriter
@@ -56,8 +63,11 @@ class MetricsController(Controller):
     def metrics(self, state: State) -> Response[bytes]:
         """Every metric, with projection lag read from the database at scrape time."""
         with contextlib.suppress(psycopg.Error), state.pool.connection(timeout=2.0) as conn:
-            for name, lag in projection_lags(conn).items():
-                PROJECTION_LAG.labels(projection=name).set(lag)
+            for name, projection in projection_states(conn).items():
+                PROJECTION_LAG.labels(projection=name).set(projection.lag)
+                PROJECTION_QUARANTINED.labels(projection=name).set(projection.quarantined)
+                idle = projection.idle_seconds if projection.lag > 0 and projection.idle_seconds is not None else 0.0
+                PROJECTION_IDLE.labels(projection=name).set(idle)
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -1,24 +1,29 @@
 """The shape every read endpoint shares: read models first, the event streams as truth.
 
 A single resource comes from its read model once projections reached the position the
-caller asked for (``X-Daybook-Min-Position``); a resource not projected yet, or asked
-``?as_of=`` a past instant, is replayed from its events (a domain "not found" error
-answers 404). Lists page through a read model with a keyset cursor.
+caller asked for (``X-Daybook-Min-Position``); a resource not projected yet, one its
+projection quarantined, or one asked ``?as_of=`` a past instant, is replayed from its
+events (a domain "not found" error answers 404). Lists page through a read model with a
+keyset cursor; the merchant's quarantined aggregates, left out of the table's rows, are
+replayed and merged into the page in keyset order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
+from uuid import UUID
 
 import anyio.to_thread
 from litestar import Request
 from psycopg import Connection
 
-from api.commands import check_as_of
+from api.commands import check_as_of, merchant_of
 from api.consistency import HEADER, wait_for_position
 from api.pagination import encode_cursor
+from projections import quarantine
 
 T = TypeVar("T")
 
@@ -46,20 +51,49 @@ async def read_one(
     return await anyio.to_thread.run_sync(lambda: replay(when))
 
 
+@dataclass(frozen=True, slots=True)
+class Quarantined(Generic[T]):
+    """How a list brings in the merchant's aggregates its projection set aside.
+
+    Attributes:
+        projection: the projection whose quarantine to read.
+        load: the list rows of one set-aside aggregate, replayed from its events (none
+            when it does not belong in this list: another merchant, a status filter,
+            before the cursor).
+        sort_key: the list's keyset order (the same order as the SQL ``ORDER BY``).
+    """
+
+    projection: str
+    load: Callable[[UUID], list[T]]
+    sort_key: Callable[[T], Any]
+
+
 async def read_page(
     request: Request[Any, Any, Any],
     projections: Sequence[str],
     page_size: int,
     fetch: Callable[[Connection[Any], int], list[T]],
     position_of: Callable[[T], Sequence[Any]],
+    *,
+    quarantined: Sequence[Quarantined[T]] = (),
 ) -> tuple[list[T], str | None]:
     """One page (``fetch`` is asked for one row more, to know whether another page follows)."""
     state = request.app.state
     await wait_for_position(state, request.headers.get(HEADER), projections)
+    merchant_id: UUID | None = merchant_of(request) if quarantined else None
 
     def read() -> list[T]:
         with state.pool.connection() as conn:
-            return fetch(conn, page_size + 1)
+            rows = fetch(conn, page_size + 1)
+            if merchant_id is None:
+                return rows
+            set_aside = [
+                (source, quarantine.of_merchant(conn, source.projection, merchant_id)) for source in quarantined
+            ]
+        extra = [row for source, keys in set_aside for key in keys for row in source.load(key)]
+        if not extra:
+            return rows
+        return sorted(rows + extra, key=quarantined[0].sort_key)[: page_size + 1]
 
     rows = await anyio.to_thread.run_sync(read)
     if len(rows) <= page_size:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
@@ -14,10 +15,13 @@ from api.bodies import strict_body
 from api.commands import context_of, merchant_of, run
 from api.idempotency import IdempotencyMiddleware
 from api.pagination import check_limit, decode_cursor
-from api.reads import read_one, read_page
+from api.reads import Quarantined, read_one, read_page
 from api.schemas import AdjustmentCreate, LevelPage, LevelRead, ReceiptCreate
+from domain.application import Daybook
 from domain.commands import AdjustStock, ReceiveStock
+from domain.inventory import InventoryItem
 from domain.validation import check_sku
+from projections.inventory import InventoryLevelsProjection
 
 PROJECTIONS = ("inventory_levels",)
 
@@ -83,11 +87,18 @@ class InventoryController(Controller):
         merchant_id, page_size = merchant_of(request), check_limit(limit)
         after = decode_cursor(cursor, 1)
         after_sku = str(after[0]) if after else ""
+        daybook: Daybook = request.app.state.daybook
+
+        def replayed(item_id: UUID) -> list[LevelRead]:
+            item = daybook.replay_owned(item_id, InventoryItem, merchant_id)
+            return [LevelRead.of(item.level())] if item is not None and item.sku > after_sku else []
+
         rows, next_cursor = await read_page(
             request,
             PROJECTIONS,
             page_size,
             lambda conn, size: read_store.levels(conn, merchant_id, after_sku, size),
             lambda level: (level.sku,),
+            quarantined=[Quarantined(InventoryLevelsProjection.default_name, replayed, lambda level: level.sku)],
         )
         return LevelPage(rows, next_cursor)
