@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from eventsourcing.domain import Aggregate
-from psycopg import sql
 
 from domain.inventory import InventoryItem
 from projections.state import AggregateStateProjection
@@ -17,14 +16,10 @@ class InventoryLevelsProjection(AggregateStateProjection):
     default_name = "inventory_levels"
     aggregate_class = InventoryItem
     default_table = "inventory_levels"
-    upsert = sql.SQL(
-        "INSERT INTO {table} AS t (merchant_id, sku, item_id, on_hand, reserved, updated_at, version, position) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-        "ON CONFLICT (merchant_id, sku) DO UPDATE SET "
-        "on_hand = EXCLUDED.on_hand, reserved = EXCLUDED.reserved, updated_at = EXCLUDED.updated_at, "
-        "version = EXCLUDED.version, position = EXCLUDED.position "
-        "WHERE t.version < EXCLUDED.version"
-    )
+    columns = ("merchant_id", "sku", "item_id", "on_hand", "reserved", "updated_at", "version", "position")
+    key_column = "item_id"
+    conflict_columns = ("merchant_id", "sku")
+    updated_columns = ("on_hand", "reserved", "updated_at", "version", "position")
 
     def row(self, aggregate: Aggregate, position: int) -> tuple[Any, ...]:
         """The level's row."""

@@ -14,16 +14,6 @@ from psycopg.types.json import Jsonb
 from domain.orders import Order
 from projections.state import AggregateStateProjection
 
-_UPSERT = sql.SQL(
-    "INSERT INTO {table} AS t (order_id, merchant_id, status, currency, customer_ref, lines, total, "
-    "amount_captured, amount_refunded, payment_ids, hold_expires_at, created_at, updated_at, version, position) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-    "ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, amount_captured = EXCLUDED.amount_captured, "
-    "amount_refunded = EXCLUDED.amount_refunded, payment_ids = EXCLUDED.payment_ids, "
-    "hold_expires_at = EXCLUDED.hold_expires_at, updated_at = EXCLUDED.updated_at, "
-    "version = EXCLUDED.version, position = EXCLUDED.position "
-    "WHERE t.version < EXCLUDED.version"
-)
 # Quarantined orders are not reflected in the table (their row may be stale): they are
 # listed too, after the due ones, and the Order aggregate decides whether each is due.
 _DUE_HOLDS = sql.SQL(
@@ -49,7 +39,35 @@ class OrdersProjection(AggregateStateProjection):
     default_name = "orders"
     aggregate_class = Order
     default_table = "orders_view"
-    upsert = _UPSERT
+    columns = (
+        "order_id",
+        "merchant_id",
+        "status",
+        "currency",
+        "customer_ref",
+        "lines",
+        "total",
+        "amount_captured",
+        "amount_refunded",
+        "payment_ids",
+        "hold_expires_at",
+        "created_at",
+        "updated_at",
+        "version",
+        "position",
+    )
+    key_column = "order_id"
+    conflict_columns = ("order_id",)
+    updated_columns = (
+        "status",
+        "amount_captured",
+        "amount_refunded",
+        "payment_ids",
+        "hold_expires_at",
+        "updated_at",
+        "version",
+        "position",
+    )
 
     def row(self, aggregate: Aggregate, position: int) -> tuple[Any, ...]:
         """The order's row."""

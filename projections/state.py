@@ -41,8 +41,14 @@ class AggregateStateProjection:
     default_name: ClassVar[str] = "abstract"
     aggregate_class: ClassVar[type[Aggregate]] = Aggregate
     default_table: ClassVar[str] = "abstract"
-    upsert: ClassVar[sql.SQL]
-    """The upsert of one row, with ``{table}`` for the table name."""
+    columns: ClassVar[tuple[str, ...]] = ()
+    """The row's columns, in the order :meth:`row` gives the values."""
+    key_column: ClassVar[str] = "abstract"
+    """The column holding the aggregate's id."""
+    conflict_columns: ClassVar[tuple[str, ...]] = ()
+    """The row's unique key."""
+    updated_columns: ClassVar[tuple[str, ...]] = ()
+    """What a later event of the aggregate may change."""
 
     def __init__(self, app: Application[Any], *, table: str | None = None, name: str | None = None) -> None:
         """A projection writing ``table`` (default: its live table) and tracked as ``name``.
@@ -52,7 +58,7 @@ class AggregateStateProjection:
         self.app = app
         self.name = name or type(self).default_name
         self.table = table or self.default_table
-        self._upsert = self.upsert.format(table=sql.Identifier(self.table))
+        self._upsert = upsert_statement(self.table, self.columns, self.conflict_columns, self.updated_columns)
         self._cache: OrderedDict[UUID, Aggregate] = OrderedDict()
 
     def quarantine_key(self, event: DomainEventProtocol[Any] | Undecodable) -> UUID | None:
@@ -129,3 +135,21 @@ class AggregateStateProjection:
         while len(self._cache) > CACHE_SIZE_MAX:
             self._cache.popitem(last=False)
         return aggregate  # type: ignore[no-any-return]
+
+
+def upsert_statement(
+    table: str, columns: Sequence[str], conflict: Sequence[str], updated: Sequence[str]
+) -> sql.Composed:
+    """An upsert of one row that only ever moves the row forward (by its ``version``)."""
+    return sql.SQL(
+        "INSERT INTO {table} AS t ({columns}) VALUES ({values}) ON CONFLICT ({conflict}) DO UPDATE SET {updates} "
+        "WHERE t.version < EXCLUDED.version"
+    ).format(
+        table=sql.Identifier(table),
+        columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+        values=sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+        conflict=sql.SQL(", ").join(map(sql.Identifier, conflict)),
+        updates=sql.SQL(", ").join(
+            sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(column), sql.Identifier(column)) for column in updated
+        ),
+    )
