@@ -18,7 +18,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from adapters.broker import make_broker
-from adapters.database import connection_pool, eventsourcing_env
+from adapters.database import READER_ROLE, connection_pool, eventsourcing_env
 from adapters.logs import configure_logging
 from adapters.runtime import tune_gc
 from adapters.settings import Settings
@@ -77,6 +77,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         pool = connection_pool(database_url, settings, name="api")
+        read_pool = connection_pool(database_url, settings, name="api-read", role=READER_ROLE)
         redis_client = redis.Redis.from_url(redis_url, socket_timeout=5.0, health_check_interval=30)
         daybook = Daybook(env=eventsourcing_env(database_url, settings))
         committer = GroupCommitter(
@@ -97,6 +98,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
         app.state.update(
             settings=settings,
             pool=pool,
+            read_pool=read_pool,
             redis=redis_client,
             daybook=daybook,
             committer=committer,
@@ -116,6 +118,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             committer.stop(timeout_seconds=10.0)
             daybook.close()
             redis_client.close()
+            read_pool.close()
             pool.close()
 
     return Litestar(

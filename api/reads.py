@@ -10,7 +10,8 @@ replayed and merged into the page in keyset order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -18,7 +19,8 @@ from uuid import UUID
 
 import anyio.to_thread
 from litestar import Request
-from psycopg import Connection
+from psycopg import Connection, sql
+from psycopg_pool import ConnectionPool
 
 from api.commands import check_as_of, merchant_of
 from api.consistency import HEADER, wait_for_position
@@ -26,6 +28,20 @@ from api.pagination import encode_cursor
 from projections import quarantine
 
 T = TypeVar("T")
+
+_SCOPE = sql.SQL("SELECT set_config('daybook.merchant_id', %s, true)")
+
+
+@contextmanager
+def merchant_rows(pool: ConnectionPool[Any], merchant_id: UUID) -> Iterator[Connection[Any]]:
+    """A read-model connection, in a transaction that sees only ``merchant_id``'s rows.
+
+    ``pool`` is the API's read pool (role ``daybook_reader``): row-level security on
+    every read-model table keeps other merchants' rows out, whatever the SQL.
+    """
+    with pool.connection() as conn, conn.transaction():
+        conn.execute(_SCOPE, (str(merchant_id),))
+        yield conn
 
 
 async def read_one(
@@ -39,9 +55,10 @@ async def read_one(
     state = request.app.state
     if as_of is None:
         await wait_for_position(state, request.headers.get(HEADER), projections)
+        merchant_id = merchant_of(request)
 
         def read() -> T | None:
-            with state.pool.connection() as conn:
+            with merchant_rows(state.read_pool, merchant_id) as conn:
                 return from_read_model(conn)
 
         found = await anyio.to_thread.run_sync(read)
@@ -80,12 +97,12 @@ async def read_page(
     """One page (``fetch`` is asked for one row more, to know whether another page follows)."""
     state = request.app.state
     await wait_for_position(state, request.headers.get(HEADER), projections)
-    merchant_id: UUID | None = merchant_of(request) if quarantined else None
+    merchant_id: UUID = merchant_of(request)
 
     def read() -> list[T]:
-        with state.pool.connection() as conn:
+        with merchant_rows(state.read_pool, merchant_id) as conn:
             rows = fetch(conn, page_size + 1)
-            if merchant_id is None:
+            if not quarantined:
                 return rows
             set_aside = [
                 (source, quarantine.of_merchant(conn, source.projection, merchant_id)) for source in quarantined

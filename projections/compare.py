@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate
 from eventsourcing.utils import resolve_topic
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -82,7 +83,7 @@ def expected_rows(
     positions = dict(conn.execute(_LAST_POSITIONS, (ids,)).fetchall())
     expected = {}
     for aggregate_id in ids:
-        aggregate = app.repository.get(aggregate_id)
+        aggregate: Aggregate = app.repository.get(aggregate_id)
         expected[aggregate_id] = tuple(map(plain, projection.row(aggregate, positions[aggregate_id])))
     return expected
 

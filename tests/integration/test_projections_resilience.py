@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from adapters.database import eventsourcing_env
+from adapters.database import READER_ROLE, eventsourcing_env
 from adapters.settings import Settings
 from api.app import create_app
 from domain.application import Daybook
@@ -246,5 +246,13 @@ def test_a_rebuild_during_writes_serves_reads_throughout_and_ends_equal_to_the_l
     with psycopg.connect(own_database) as conn:
         names = {row[0] for row in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'orders_view'")}
         leftovers = conn.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE '%%__rebuild'").fetchone()
+        secured = conn.execute(
+            "SELECT relrowsecurity, has_table_privilege(%s, 'orders_view', 'SELECT') FROM pg_class "
+            "WHERE relname = 'orders_view'",
+            (READER_ROLE,),
+        ).fetchone()
+        policies = conn.execute("SELECT policyname FROM pg_policies WHERE tablename = 'orders_view'").fetchall()
     assert {"orders_view_pkey", "orders_view_merchant_idx", "orders_view_due_holds_idx"} <= names
     assert leftovers == (0,)
+    assert secured == (True, True)
+    assert policies == [("merchant_rows",)]
