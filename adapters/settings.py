@@ -50,6 +50,7 @@ class Settings:
     read_wait_max_seconds: float = 5.0
     hold_expiry_interval_seconds: float = 5.0
     inbox_sweep_interval_seconds: float = 10.0
+    drift_check_interval_seconds: float = 300.0
     demo_merchant: bool = True
 
     @classmethod

@@ -33,13 +33,14 @@ from api.metrics import (
     PROJECTION_IDLE,
     PROJECTION_LAG,
     PROJECTION_QUARANTINED,
+    READ_MODEL_DRIFT,
     RequestMetricsMiddleware,
     observe_batch,
     track_queue_depth,
 )
 from api.problems import exception_handlers
 from api.rate_limit import RateLimiter
-from api.readiness import projection_states
+from api.readiness import drifted_rows, projection_states
 from api.request_id import add_request_id_header
 from api.webhooks.controller import webhooks_router
 from api.webhooks.inbox_writer import InboxWriter
@@ -68,6 +69,8 @@ class MetricsController(Controller):
                 PROJECTION_QUARANTINED.labels(projection=name).set(projection.quarantined)
                 idle = projection.idle_seconds if projection.lag > 0 and projection.idle_seconds is not None else 0.0
                 PROJECTION_IDLE.labels(projection=name).set(idle)
+            for name, drifted in drifted_rows(conn).items():
+                READ_MODEL_DRIFT.labels(projection=name).set(drifted)
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 

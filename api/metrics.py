@@ -29,6 +29,9 @@ PROJECTION_LAG = Gauge("daybook_projection_lag_events", "Events not yet reflecte
 PROJECTION_QUARANTINED = Gauge(
     "daybook_projection_quarantined", "Aggregates a projection set aside after failing to apply them", ["projection"]
 )
+READ_MODEL_DRIFT = Gauge(
+    "daybook_read_model_drift_rows", "Rows the last drift check found different from their events", ["projection"]
+)
 PROJECTION_IDLE = Gauge(
     "daybook_projection_stalled_seconds",
     "Seconds a projection that is behind has gone without advancing (0 when caught up)",

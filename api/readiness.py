@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 _DATABASE_ANSWERS = sql.SQL("SELECT 1")
 _HEAD = sql.SQL("SELECT coalesce(max(notification_id), 0) FROM daybook_events")
+_DRIFT = sql.SQL("SELECT projection, drifted FROM read_model_checks")
 _POSITIONS = sql.SQL(
     "SELECT projection, notification_id, extract(epoch FROM now() - updated_at) FROM projection_tracking"
 )
@@ -42,6 +43,11 @@ class ProjectionState:
     lag: int
     idle_seconds: float | None
     quarantined: int
+
+
+def drifted_rows(conn: Connection[Any]) -> dict[str, int]:
+    """The drifted rows the last drift check found, per projection."""
+    return {str(name): int(drifted) for name, drifted in conn.execute(_DRIFT)}
 
 
 def projection_states(conn: Connection[Any]) -> dict[str, ProjectionState]:

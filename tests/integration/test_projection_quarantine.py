@@ -31,6 +31,7 @@ from projections.retry import retry_quarantined
 from tests.conftest import Servers, fresh_database
 from tests.integration.conftest import ADMIN_KEY, create_merchant, running_projections
 from tests.integration.serving import wait_for
+from workers.drift import check_drift
 from workers.holds import expire_due_holds
 
 CONTEXT = CommandContext(actor="test:poison", request_id="poison-1")
@@ -215,3 +216,26 @@ def test_retry_reapplies_once_the_cause_is_fixed_and_later_events_flow_again(
     with psycopg.connect(own_database) as conn:
         status = conn.execute("SELECT status FROM orders_view WHERE order_id = %s", (order.id,)).fetchone()
     assert status == ("cancelled",)
+
+
+def test_the_drift_check_finds_a_row_that_differs_from_its_events_and_metrics_show_it(
+    client: TestClient[Any], daybook: Daybook, pool: ConnectionPool[Any], own_database: str
+) -> None:
+    merchant = create_merchant(client, "Drifting")
+    sku = f"SKU-{uuid.uuid4().hex[:8]}"
+    client.post(f"/v1/inventory/{sku}/receipts", json={"quantity": 4}, headers=merchant["headers"])
+    body = {"lines": [{"sku": sku, "quantity": 1, "unit_price": {"amount": 9, "currency": "EUR"}}], "currency": "EUR"}
+    placed = client.post("/v1/orders", json=body, headers=merchant["headers"])
+    position = int(placed.headers["x-daybook-position"])
+    wait_for(lambda: reached(pool, position), timeout_s=20, what="the order projected")
+    assert check_drift(pool, daybook, sample_size=1_000) == {"inventory_levels": 0, "orders": 0, "payments": 0}
+
+    with psycopg.connect(own_database, autocommit=True) as conn:
+        conn.execute("UPDATE orders_view SET status = 'paid' WHERE order_id = %s", (placed.json()["id"],))
+    assert check_drift(pool, daybook, sample_size=1_000)["orders"] == 1
+    with psycopg.connect(own_database) as conn:
+        detail = conn.execute("SELECT detail FROM read_model_checks WHERE projection = 'orders'").fetchone()
+    assert detail is not None
+    assert placed.json()["id"] in detail[0]
+    assert "status" in detail[0]
+    assert 'daybook_read_model_drift_rows{projection="orders"} 1.0' in client.get("/metrics").text
