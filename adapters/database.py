@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.json import set_json_dumps
 from psycopg_pool import ConnectionPool
 
 from adapters import event_store
 from adapters.settings import Settings
+
+# JSON parameters (read-model lines and anomalies, stored headers) dumped by msgspec
+# rather than the standard library: a fifth of a rebuild's time went to json.dumps.
+set_json_dumps(msgspec.json.encode)
 
 APPLICATION_NAME = "daybook"
 READER_ROLE = "daybook_reader"

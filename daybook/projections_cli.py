@@ -45,19 +45,19 @@ def rebuild_command(name: str, restart: bool) -> None:
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             TaskProgressColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f} events"),
-            TextColumn("{task.fields[rate]:,.0f} events/s"),
+            TextColumn("{task.fields[done]}"),
             TimeRemainingColumn(),
         )
         with Progress(*columns, transient=False) as bar:
-            task = bar.add_task(f"rebuild {name}", total=None, rate=0.0)
+            task = bar.add_task(f"rebuild {name}", total=None, done="starting")
             first: list[int] = []
 
             def report(position: int, head: int) -> None:
                 first[:] = first or [position]
                 elapsed = bar.tasks[task].elapsed or 0.0
                 rate = (position - first[0]) / elapsed if elapsed > 0 else 0.0
-                bar.update(task, completed=position, total=max(head, position), rate=rate)
+                done = f"{position:,}/{head:,} events, {rate:,.0f} events/s"
+                bar.update(task, completed=position, total=max(head, position), done=done)
 
             try:
                 done = rebuild(app, database_url, projection, restart=restart, progress=report)

@@ -58,7 +58,7 @@ class AggregateStateProjection:
         self.app = app
         self.name = name or type(self).default_name
         self.table = table or self.default_table
-        self._upsert = upsert_statement(self.table, self.columns, self.conflict_columns, self.updated_columns)
+        self._statements = UpsertStatements(self.table, self.columns, self.conflict_columns, self.updated_columns)
         self._cache: OrderedDict[UUID, Aggregate] = OrderedDict()
 
     def quarantine_key(self, event: DomainEventProtocol[Any] | Undecodable) -> UUID | None:
@@ -118,7 +118,7 @@ class AggregateStateProjection:
     def _write(self, cursor: psycopg.Cursor[Any], aggregates: Iterable[tuple[Aggregate, int]]) -> None:
         rows = [self.row(aggregate, position) for aggregate, position in aggregates]
         if rows:
-            cursor.executemany(self._upsert, rows)
+            self._statements.write(cursor, rows)
 
     def _apply(self, event: DomainEventProtocol[Any]) -> Aggregate:
         aggregate_id = event.originator_id
@@ -137,19 +137,52 @@ class AggregateStateProjection:
         return aggregate  # type: ignore[no-any-return]
 
 
-def upsert_statement(
-    table: str, columns: Sequence[str], conflict: Sequence[str], updated: Sequence[str]
-) -> sql.Composed:
-    """An upsert of one row that only ever moves the row forward (by its ``version``)."""
-    return sql.SQL(
-        "INSERT INTO {table} AS t ({columns}) VALUES ({values}) ON CONFLICT ({conflict}) DO UPDATE SET {updates} "
-        "WHERE t.version < EXCLUDED.version"
-    ).format(
-        table=sql.Identifier(table),
-        columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
-        values=sql.SQL(", ").join(sql.Placeholder() * len(columns)),
-        conflict=sql.SQL(", ").join(map(sql.Identifier, conflict)),
-        updates=sql.SQL(", ").join(
-            sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(column), sql.Identifier(column)) for column in updated
-        ),
-    )
+COPY_ROWS_MIN = 64
+"""From this many rows a batch is copied into a staging table and upserted from there."""
+
+
+class UpsertStatements:
+    """The statements that write a read model's rows, built once.
+
+    A row is written only if its ``version`` is newer than the stored one, so writing an
+    aggregate again, or late, never takes its row back. Small batches are sent as one
+    pipelined statement per row; large ones (rebuilds, bursts) are COPYed into a
+    temporary staging table and upserted in one statement (measured: 60 µs a row against
+    90 µs pipelined, and 105-170 µs for one statement of column arrays).
+    """
+
+    def __init__(self, table: str, columns: Sequence[str], conflict: Sequence[str], updated: Sequence[str]) -> None:
+        names = sql.SQL(", ").join(map(sql.Identifier, columns))
+        stage = sql.Identifier(f"stage_{table}")
+        on_conflict = sql.SQL(
+            "ON CONFLICT ({conflict}) DO UPDATE SET {updates} WHERE t.version < EXCLUDED.version"
+        ).format(
+            conflict=sql.SQL(", ").join(map(sql.Identifier, conflict)),
+            updates=sql.SQL(", ").join(
+                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(column), sql.Identifier(column)) for column in updated
+            ),
+        )
+        target = sql.Identifier(table)
+        self.one = sql.SQL("INSERT INTO {} AS t ({}) VALUES ({}) {}").format(
+            target, names, sql.SQL(", ").join(sql.Placeholder() * len(columns)), on_conflict
+        )
+        self.stage = sql.SQL(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        ).format(stage, target)
+        self.copy = sql.SQL("COPY {} ({}) FROM STDIN").format(stage, names)
+        self.from_stage = sql.SQL("INSERT INTO {} AS t ({}) SELECT {} FROM {} {}").format(
+            target, names, names, stage, on_conflict
+        )
+        self.clear_stage = sql.SQL("TRUNCATE {}").format(stage)
+
+    def write(self, cursor: psycopg.Cursor[Any], rows: Sequence[Sequence[Any]]) -> None:
+        """Upserts ``rows`` (one per aggregate) in the cursor's transaction."""
+        if len(rows) < COPY_ROWS_MIN:
+            cursor.executemany(self.one, rows)
+            return
+        cursor.execute(self.stage)
+        with cursor.copy(self.copy) as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(self.from_stage)
+        cursor.execute(self.clear_stage)
