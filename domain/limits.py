@@ -46,6 +46,10 @@ HOLD_SECONDS_MIN: Final = 60
 HOLD_SECONDS_DEFAULT: Final = 900
 HOLD_SECONDS_MAX: Final = 86_400
 
+# Positions in the notification log (a ``bigint`` column).
+POSITION_MAX: Final = 2**63 - 1
+"""The largest position a read may wait for (``X-Daybook-Min-Position``)."""
+
 # Pages.
 PAGE_SIZE_DEFAULT: Final = 50
 PAGE_SIZE_MAX: Final = 100
