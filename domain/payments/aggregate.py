@@ -209,6 +209,11 @@ class Payment(DaybookAggregate):
         return self.captured_max or 0
 
     @property
+    def has_capture(self) -> bool:
+        """Whether the gateway reported a capture (of any amount, 0 included)."""
+        return self.captured_max is not None
+
+    @property
     def amount_authorized(self) -> int:
         """The largest authorization reported, else the captured amount."""
         return self.authorized_max if self.authorized_max is not None else self.amount_captured

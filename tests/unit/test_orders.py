@@ -256,6 +256,26 @@ def test_captures_of_two_payments_together_reaching_the_total_pay_the_order(shop
     assert shop.level("A") == (7, 0, 7)
 
 
+@pytest.mark.parametrize("kind", [GatewayEventKind.AUTHORIZED, GatewayEventKind.FAILED])
+def test_a_zero_total_order_is_not_paid_by_an_authorization_or_a_failure(shop: Shop, kind: GatewayEventKind):
+    shop.stock("A", 10)
+    order = shop.place(("A", 2, 0))
+    outcome = shop.fact(kind, order.id, 0)
+    assert outcome.order is not None
+    assert outcome.order.status is OrderStatus.RESERVED
+    assert shop.level("A") == (10, 2, 8)
+
+
+def test_a_zero_total_order_is_paid_by_a_capture(shop: Shop):
+    shop.stock("A", 10)
+    order = shop.place(("A", 2, 0))
+    shop.fact(GatewayEventKind.AUTHORIZED, order.id, 0)
+    outcome = shop.fact(GatewayEventKind.CAPTURED, order.id, 0)
+    assert outcome.order is not None
+    assert outcome.order.status is OrderStatus.PAID
+    assert shop.level("A") == (8, 0, 8)
+
+
 def test_a_capture_for_an_expired_order_holds_stock_again_and_pays_it(shop: Shop):
     shop.stock("A", 10)
     order = shop.place(("A", 3, 100))
