@@ -16,8 +16,12 @@ set of facts received, whatever their order or duplication:
   ``captured`` > ``failed`` > ``authorized``. A dispute overrides everything because
   the money is contested whatever else happened; a capture overrides an earlier or
   later failure report (a retried attempt succeeded).
-- a payment whose facts disagree on the currency or the order keeps every fact, uses the
-  alphabetically first currency / smallest order id, and reports an anomaly.
+- a payment whose facts disagree on the currency keeps every fact, uses the alphabetically
+  first currency, and reports an anomaly.
+- the payment belongs to the first order a fact named, for good: relating it to an order
+  has effects (the order is paid, its stock committed), so a later fact naming another
+  order is kept and reported (``order_conflict``), never followed. This one derived value
+  depends on the order of the facts, not only on their set.
 
 Anomalies that depend on the order (unknown order, currency different from the order's,
 overpayment, paid but unfulfillable) are flagged by the command that relates the
@@ -56,6 +60,8 @@ class PaymentFact(DaybookEvent):
         aggregate.currencies.add(self.currency)
         if self.order_id is not None:
             aggregate.order_ids.add(self.order_id)
+            if aggregate.linked_order_id is None:
+                aggregate.linked_order_id = self.order_id
 
 
 class Payment(DaybookAggregate):
@@ -124,6 +130,7 @@ class Payment(DaybookAggregate):
         self.refund_amounts: dict[str, set[int]] = {}
         self.currencies: set[str] = set()
         self.order_ids: set[UUID] = set()
+        self.linked_order_id: UUID | None = None
         self.flagged: dict[AnomalyKind, str] = {}
 
     @classmethod
@@ -192,8 +199,8 @@ class Payment(DaybookAggregate):
 
     @property
     def order_id(self) -> UUID | None:
-        """The order the gateway said the payment is for (the smallest id if several)."""
-        return min(self.order_ids, key=str, default=None)
+        """The order the gateway said the payment is for: the first one any fact named."""
+        return self.linked_order_id
 
     @property
     def currency(self) -> str:

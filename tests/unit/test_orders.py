@@ -382,6 +382,24 @@ def test_a_redelivered_capture_pays_an_order_that_was_unknown_at_first_delivery(
     assert shop.level("A") == (9, 0, 9)
 
 
+def test_a_second_delivery_naming_another_order_never_pays_it_from_the_same_capture(shop: Shop):
+    shop.stock("A", 10)
+    lines = [OrderLine("A", 1, Money(500, "EUR"))]
+    first, other = UUID("ffffffff-0000-4000-8000-000000000001"), UUID("00000000-0000-4000-8000-000000000002")
+    for order_id in (first, other):  # the other order's id sorts first
+        shop.app.execute(PlaceOrder(CONTEXT, shop.merchant_id, order_id=order_id, lines=lines, currency="EUR", now=NOW))
+    shop.fact(GatewayEventKind.CAPTURED, first, 500)
+    outcome = shop.fact(GatewayEventKind.CAPTURED, other, 500)
+    assert outcome.payment.order_id == first
+    assert outcome.order is not None
+    assert outcome.order.id == first
+    assert shop.order(first).status is OrderStatus.PAID
+    assert shop.order(other).status is OrderStatus.RESERVED
+    assert shop.order(other).payment_ids == ()
+    assert AnomalyKind.ORDER_CONFLICT in {anomaly.kind for anomaly in outcome.payment.anomalies}
+    assert shop.level("A") == (9, 1, 8)
+
+
 def test_a_payment_naming_another_merchants_order_does_not_touch_it(shop: Shop):
     shop.stock("A", 10)
     order = shop.place(("A", 1, 500))

@@ -166,11 +166,13 @@ def test_facts_in_two_currencies_are_kept_and_flagged():
     assert [a.kind for a in payment.anomalies] == [AnomalyKind.CURRENCY_CONFLICT]
 
 
-def test_facts_naming_two_orders_are_flagged_and_the_smallest_id_used():
+def test_facts_naming_two_orders_are_flagged_and_the_first_named_kept():
     other = UUID("00000000-0000-4000-8000-0000000000bb")
     payment = payment_of(fact(K.CAPTURED, 100, order_id=other), fact(K.AUTHORIZED, 100))
-    assert payment.order_id == ORDER
+    assert payment.order_id == other
     assert [a.kind for a in payment.anomalies] == [AnomalyKind.ORDER_CONFLICT]
+    payment = payment_of(fact(K.AUTHORIZED, 100), fact(K.CAPTURED, 100, order_id=other))
+    assert payment.order_id == ORDER
 
 
 def test_an_anomaly_kind_is_flagged_once():
