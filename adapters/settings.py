@@ -45,6 +45,7 @@ class Settings:
     webhook_tolerance_seconds: int = 300
     rate_limit_per_minute: int = 6_000
     idempotency_ttl_hours: int = 24
+    idempotency_lock_seconds: float = 60.0
     projection_lag_max: int = 10_000
     read_wait_max_seconds: float = 5.0
     hold_expiry_interval_seconds: float = 5.0
@@ -85,6 +86,8 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"DAYBOOK_{name.upper()} must be positive")
+        if self.idempotency_lock_seconds <= 0:
+            raise SettingsError("DAYBOOK_IDEMPOTENCY_LOCK_SECONDS must be positive")
         if not 0 <= self.batch_wait_ms <= 1_000:
             raise SettingsError("DAYBOOK_BATCH_WAIT_MS must be between 0 and 1000")
 

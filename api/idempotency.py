@@ -54,14 +54,15 @@ class IdempotencyMiddleware:
             return  # nothing ran and nobody listens: the key stays free for the client's retry
         body_hash = request_hash(scope["method"], scope["path"], scope.get("query_string", b""), body)
         ttl = timedelta(hours=state.settings.idempotency_ttl_hours)
+        lock = timedelta(seconds=state.settings.idempotency_lock_seconds)
 
         def claim() -> idempotency_keys.StoredRequest | None:
             with state.pool.connection() as conn:
-                if idempotency_keys.claim(conn, merchant_id, key, body_hash, ttl):
+                if idempotency_keys.claim(conn, merchant_id, key, body_hash, ttl, lock=lock):
                     return None
                 earlier = idempotency_keys.find(conn, merchant_id, key)
                 if earlier is None:  # purged between the two statements: claim again
-                    if idempotency_keys.claim(conn, merchant_id, key, body_hash, ttl):
+                    if idempotency_keys.claim(conn, merchant_id, key, body_hash, ttl, lock=lock):
                         return None
                     raise ApiError(409, "idempotency_key_in_use", "A request with this key is still running.")
                 return earlier
