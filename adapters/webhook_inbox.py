@@ -18,6 +18,9 @@ from typing import Any, Final
 from psycopg import Connection, sql
 from psycopg.types.json import Jsonb
 
+from domain import limits
+from domain.validation import has_control_characters
+
 DEDUPE_KEY_PREFIX: Final = "daybook:webhook:"
 PARK_REASON_LENGTH_MAX: Final = 1_000
 
@@ -90,6 +93,29 @@ class InboxRow:
     body: bytes
     headers: dict[str, str]
     attempts: int
+
+
+class UnstorableDeliveryError(ValueError):
+    """A delivery the inbox cannot hold (the edge's parsers refuse such input earlier)."""
+
+
+def check(delivery: Delivery) -> None:
+    """Refuses a delivery that would fail its insert, and with it every delivery batched with it.
+
+    Raises:
+        UnstorableDeliveryError: an event id that is empty, too long, holds control
+            characters or is not UTF-8 text; a header that is not.
+    """
+    if not 1 <= len(delivery.event_id) <= limits.GATEWAY_ID_LENGTH_MAX:
+        raise UnstorableDeliveryError(f"an event id is 1 to {limits.GATEWAY_ID_LENGTH_MAX} characters")
+    texts = [delivery.gateway, delivery.event_id, *delivery.headers, *delivery.headers.values()]
+    if has_control_characters(delivery.event_id) or any("\x00" in text for text in texts):
+        raise UnstorableDeliveryError("the event id or a header holds control characters")
+    try:
+        for text in texts:
+            text.encode()
+    except UnicodeEncodeError as error:
+        raise UnstorableDeliveryError("the event id or a header is not UTF-8 text") from error
 
 
 def dedupe_key(delivery: Delivery) -> str:

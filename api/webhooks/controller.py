@@ -26,7 +26,7 @@ from litestar.params import FromPath
 
 from adapters.gateways import GATEWAYS, Ignored, MalformedPayloadError, event_id_of, parse_delivery
 from adapters.settings import Settings
-from adapters.webhook_inbox import Delivery
+from adapters.webhook_inbox import Delivery, UnstorableDeliveryError
 from api.metrics import WEBHOOK_OUTCOMES
 from api.problems import ApiError
 from api.schemas import WebhookAck
@@ -121,6 +121,9 @@ async def receive_delivery(
     writer: InboxWriter = state.inbox_writer
     try:
         return await writer.store(delivery)
+    except UnstorableDeliveryError as error:
+        _count(gateway, "malformed")
+        raise ApiError(400, "malformed", f"The delivery cannot be stored: {error}") from None
     except InboxUnavailableError as error:
         _count(gateway, "unavailable")
         log.warning("webhook not stored: %s", error)
