@@ -44,6 +44,7 @@ class Settings:
     webhook_body_size_max_bytes: int = 262_144
     webhook_tolerance_seconds: int = 300
     rate_limit_per_minute: int = 6_000
+    webhook_rate_limit_per_minute: int = 60_000
     idempotency_ttl_hours: int = 24
     idempotency_lock_seconds: float = 60.0
     projection_lag_max: int = 10_000
@@ -81,6 +82,7 @@ class Settings:
             "body_size_max_bytes",
             "webhook_body_size_max_bytes",
             "rate_limit_per_minute",
+            "webhook_rate_limit_per_minute",
             "idempotency_ttl_hours",
         )
         for name in positive:

@@ -1,7 +1,8 @@
 """``POST /v1/webhooks/{merchant_id}/{gateway}``: the gateways' edge (no bearer auth).
 
 In this order: the body limit (413), the endpoint (404 for an unknown gateway or
-merchant), the signature over the raw bytes with every active secret (401
+merchant), the merchant's limits (429 ``rate_limited``, see :mod:`api.webhooks.limits`),
+the signature over the raw bytes with every active secret (401
 ``invalid_signature``, one body for every cause), the payload (400 ``malformed``; an
 event type Daybook does not act on is 200 ``ignored`` and nothing is stored), then
 deduplication by the gateway's event id and the inbox row. Nothing is stored for a
@@ -31,6 +32,7 @@ from api.metrics import WEBHOOK_OUTCOMES
 from api.problems import ApiError
 from api.schemas import WebhookAck
 from api.webhooks.inbox_writer import InboxUnavailableError, InboxWriter
+from api.webhooks.limits import WebhookLimits
 from api.webhooks.secrets import SecretsCache
 from api.webhooks.signatures import STANDARD_ID_HEADER, InvalidSignatureError, header_value, verify
 
@@ -93,6 +95,12 @@ async def receive_delivery(
     if secrets is None:
         _count(gateway, "not_found")
         raise ApiError(404, "not_found", "No such merchant.")
+    limits: WebhookLimits = state.webhook_limits
+    retry_after_s = limits.admit(merchant_id, gateway)
+    if retry_after_s is not None:
+        _count(gateway, "rate_limited")
+        detail = "Too many deliveries to this endpoint, or too many that failed verification; retry later."
+        raise ApiError(429, "rate_limited", detail, headers={"Retry-After": str(retry_after_s)})
     tolerance_s = state.settings.webhook_tolerance_seconds
     try:
         try:
@@ -104,6 +112,7 @@ async def receive_delivery(
                 raise
             verify(gateway, body, headers, fresh, now=now, tolerance_s=tolerance_s)
     except InvalidSignatureError as error:
+        limits.failed_verification(merchant_id, gateway)
         _count(gateway, "invalid_signature")
         log.info("webhook rejected: %s", error.reason, extra={"merchant_id": str(merchant_id), "gateway": gateway})
         raise ApiError(401, "invalid_signature", INVALID_SIGNATURE_DETAIL) from None
