@@ -30,17 +30,25 @@ INSERT: Final = sql.SQL(
     "ON CONFLICT (merchant_id, gateway, event_id) DO NOTHING RETURNING inbox_id, merchant_id, gateway, event_id"
 )
 _CLAIM = sql.SQL(
-    "UPDATE webhook_inbox SET attempts = attempts + 1, locked_until = now() + %s "
+    "UPDATE webhook_inbox SET attempts = attempts + 1, locked_until = now() + %s, lease_owner = %s "
     "WHERE inbox_id = ANY(%s) AND state = 'pending' AND (locked_until IS NULL OR locked_until < now()) "
     "RETURNING inbox_id, merchant_id, gateway, event_id, body, headers, attempts"
 )
-_RELEASE = sql.SQL("UPDATE webhook_inbox SET locked_until = NULL WHERE inbox_id = ANY(%s) AND state = 'pending'")
+_RELEASE = sql.SQL(
+    "UPDATE webhook_inbox SET locked_until = NULL, lease_owner = NULL "
+    "WHERE inbox_id = ANY(%s) AND state = 'pending' AND lease_owner = %s"
+)
+_RENEW = sql.SQL(
+    "UPDATE webhook_inbox SET locked_until = now() + %s "
+    "WHERE inbox_id = ANY(%s) AND state = 'pending' AND lease_owner = %s"
+)
 _MARK_PROCESSED = sql.SQL(
-    "UPDATE webhook_inbox SET state = 'processed', processed_at = now(), locked_until = NULL "
+    "UPDATE webhook_inbox SET state = 'processed', processed_at = now(), locked_until = NULL, lease_owner = NULL "
     "WHERE inbox_id = ANY(%s) AND state = 'pending'"
 )
 _PARK = sql.SQL(
-    "UPDATE webhook_inbox SET state = 'parked', processed_at = now(), park_reason = %s, locked_until = NULL "
+    "UPDATE webhook_inbox SET state = 'parked', processed_at = now(), park_reason = %s, locked_until = NULL, "
+    "lease_owner = NULL "
     "WHERE inbox_id = %s AND state = 'pending'"
 )
 _SWEEP = sql.SQL(
@@ -51,6 +59,7 @@ _SWEEP = sql.SQL(
 )
 _REDRIVE = sql.SQL(
     "UPDATE webhook_inbox SET state = 'pending', park_reason = NULL, processed_at = NULL, locked_until = NULL, "
+    "lease_owner = NULL, "
     "enqueued_at = now(), redrives = redrives + 1, redriven_at = now() WHERE inbox_id IN ("
     "SELECT inbox_id FROM webhook_inbox WHERE state = 'parked' AND (%(merchant)s::uuid IS NULL "
     "OR merchant_id = %(merchant)s) ORDER BY merchant_id, inbox_id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
@@ -140,19 +149,25 @@ def store(conn: Connection[Any], delivery: Delivery) -> int | None:
     return int(rows[0][0]) if rows else None
 
 
-def claim(conn: Connection[Any], inbox_ids: Sequence[int], lease: timedelta) -> list[InboxRow]:
-    """The rows among ``inbox_ids`` still pending and not leased, now leased for ``lease``.
+def claim(conn: Connection[Any], inbox_ids: Sequence[int], lease: timedelta, owner: uuid.UUID) -> list[InboxRow]:
+    """The rows among ``inbox_ids`` still pending and not leased, now leased to ``owner`` for ``lease``.
 
     Each claimed row has one more attempt counted. A row another worker holds is left to
     it (concurrent claims wait for each other's row locks, then see the lease).
     """
-    return [InboxRow(*row) for row in conn.execute(_CLAIM, (lease, list(inbox_ids)))]
+    return [InboxRow(*row) for row in conn.execute(_CLAIM, (lease, owner, list(inbox_ids)))]
 
 
-def release(conn: Connection[Any], inbox_ids: Sequence[int]) -> None:
-    """Ends the lease of rows left pending (a retry may claim them at once)."""
+def release(conn: Connection[Any], inbox_ids: Sequence[int], owner: uuid.UUID) -> None:
+    """Ends ``owner``'s lease of rows left pending (a retry may claim them at once)."""
     if inbox_ids:
-        conn.execute(_RELEASE, (list(inbox_ids),))
+        conn.execute(_RELEASE, (list(inbox_ids), owner))
+
+
+def renew(conn: Connection[Any], inbox_ids: Sequence[int], lease: timedelta, owner: uuid.UUID) -> None:
+    """Extends ``owner``'s lease of rows it is still processing."""
+    if inbox_ids:
+        conn.execute(_RENEW, (lease, list(inbox_ids), owner))
 
 
 def mark_processed(conn: Connection[Any], inbox_ids: Sequence[int]) -> None:

@@ -30,6 +30,8 @@ uses, so that a row is read exactly as it was accepted.
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
@@ -54,8 +56,9 @@ from domain.groupcommit import CommandOutcome, GroupCommitError, GroupCommitter
 log = logging.getLogger(__name__)
 
 APPLY_WAIT_S = 30.0
-LEASE_S = 90.0
-"""How long a claimed row is a worker's: past the actor's 60 s time limit, with room."""
+LEASE_S = 15.0
+"""How long a claimed row is a worker's; renewed every ``LEASE_RENEW_S`` while it works on it."""
+LEASE_RENEW_S = 5.0
 SWEEP_DELAY_S = 5.0
 SWEEP_ROWS_MAX = 1_000
 REDRIVE_ROWS_MAX = 1_000
@@ -107,8 +110,9 @@ def process_rows(
         InboxRetryError: some rows failed transiently (the others were settled first).
         psycopg.Error: the inbox could not be read or updated (nothing was marked).
     """
+    owner = uuid.uuid4()
     with pool.connection() as conn:
-        rows = webhook_inbox.claim(conn, inbox_ids, timedelta(seconds=LEASE_S))
+        rows = webhook_inbox.claim(conn, inbox_ids, timedelta(seconds=LEASE_S), owner)
     report = InboxReport()
     submitted: dict[int, list[Future[CommandOutcome[GatewayEventOutcome]]]] = {}
     for row in rows:
@@ -120,19 +124,42 @@ def process_rows(
             _pending(report, row.inbox_id, error)
         else:
             submitted[row.inbox_id] = futures
-    wait([future for futures in submitted.values() for future in futures], timeout=wait_s)
+    _wait_renewing_leases(pool, submitted, wait_s, owner)
     for inbox_id, futures in submitted.items():
         _settle(report, inbox_id, futures)
     with pool.connection() as conn:
         webhook_inbox.mark_processed(conn, report.processed)
         webhook_inbox.park(conn, report.parked)
-        webhook_inbox.release(conn, report.pending)
+        webhook_inbox.release(conn, report.pending, owner)
     for inbox_id, reason in report.parked.items():
         log.warning("inbox row %d parked: %s", inbox_id, reason)
     record_parked_in_audit_log({row.inbox_id: row.merchant_id for row in rows}, report.parked)
     if report.pending:
         raise InboxRetryError(report.pending, report.first_failure)
     return report
+
+
+def _wait_renewing_leases(
+    pool: ConnectionPool[Any],
+    submitted: Mapping[int, list[Future[CommandOutcome[GatewayEventOutcome]]]],
+    wait_s: float,
+    owner: uuid.UUID,
+) -> None:
+    """Waits up to ``wait_s`` for the commands, keeping the leases of the rows still running.
+
+    A live worker keeps its rows however long their commands take; a killed one loses
+    them ``LEASE_S`` after its last renewal, and the sweeper sends them again.
+    """
+    deadline = time.monotonic() + wait_s
+    while (remaining_s := deadline - time.monotonic()) > 0:
+        running = [inbox_id for inbox_id, futures in submitted.items() if not all(f.done() for f in futures)]
+        if not running:
+            return
+        futures = [future for inbox_id in running for future in submitted[inbox_id]]
+        if not wait(futures, timeout=min(remaining_s, LEASE_RENEW_S)).not_done:
+            return
+        with pool.connection() as conn:
+            webhook_inbox.renew(conn, running, timedelta(seconds=LEASE_S), owner)
 
 
 def _submit(committer: GroupCommitter, row: InboxRow) -> list[Future[CommandOutcome[GatewayEventOutcome]]]:

@@ -12,6 +12,11 @@ set of facts received, whatever their order or duplication:
 - refunds are keyed by refund id; a refund id counts once (its largest reported amount;
   two different amounts for one id are an anomaly). ``amount_refunded`` is the sum of
   the refunds, counted only up to ``amount_captured``; any excess is an anomaly.
+- a refund that failed after it was reported is reversed: a reversal of its id takes it
+  out of the sum for good, whichever of the two arrived first. A gateway that reports a
+  running total of refunds instead of each refund (Stripe's ``amount_refunded`` without
+  the list) is keyed by what it totals and counted as its largest total reported; a
+  reversal naming that total takes the failed refund's amount off it.
 - status precedence: ``disputed`` > ``refunded`` > ``partially_refunded`` >
   ``captured`` > ``failed`` > ``authorized``. A dispute overrides everything because
   the money is contested whatever else happened; a capture overrides an earlier or
@@ -95,13 +100,38 @@ class Payment(DaybookAggregate):
             aggregate.failed = True
 
     class Refunded(PaymentFact):
-        """The gateway refunded ``amount`` under ``refund_id``."""
+        """The gateway refunded ``amount`` under ``refund_id``.
+
+        v2 added ``total_ref``: set, the fact is a running total of the refunds of
+        ``total_ref`` (then equal to ``refund_id``).
+        """
 
         refund_id: str
+        total_ref: str | None = None
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """v1 refunds were each one refund."""
+            state["total_ref"] = None
 
         def apply(self, aggregate: Payment) -> None:
             super().apply(aggregate)
             aggregate.refund_amounts.setdefault(self.refund_id, set()).add(self.amount)
+            if self.total_ref is not None:
+                aggregate.refund_totals.add(self.refund_id)
+
+    class RefundReversed(PaymentFact):
+        """The refund ``refund_id`` of ``amount`` failed: it no longer counts (``total_ref``: see Refunded)."""
+
+        refund_id: str
+        total_ref: str | None
+
+        def apply(self, aggregate: Payment) -> None:
+            super().apply(aggregate)
+            aggregate.reversed_refunds[self.refund_id] = _reversal(
+                aggregate.reversed_refunds.get(self.refund_id), self.amount, self.total_ref
+            )
 
     class Disputed(PaymentFact):
         """A chargeback of ``amount`` was opened."""
@@ -128,6 +158,8 @@ class Payment(DaybookAggregate):
         self.disputed_max: int | None = None
         self.failed = False
         self.refund_amounts: dict[str, set[int]] = {}
+        self.refund_totals: set[str] = set()
+        self.reversed_refunds: dict[str, tuple[int, str | None]] = {}
         self.currencies: set[str] = set()
         self.order_ids: set[UUID] = set()
         self.linked_order_id: UUID | None = None
@@ -167,8 +199,8 @@ class Payment(DaybookAggregate):
                 raise InvalidCommandError("amount", f"the payment's refunds would exceed {limits.AMOUNT_MAX}")
         fields: dict[str, Any] = {"event_id": fact.event_id, "order_id": fact.order_id}
         fields |= {"amount": fact.amount, "currency": fact.currency}
-        if fact.kind is GatewayEventKind.REFUNDED:
-            fields["refund_id"] = fact.refund_id
+        if fact.kind in {GatewayEventKind.REFUNDED, GatewayEventKind.REFUND_REVERSED}:
+            fields |= {"refund_id": fact.refund_id, "total_ref": fact.total_ref}
         self._record(self._event_classes()[fact.kind], context, **fields)
         return True
 
@@ -188,6 +220,9 @@ class Payment(DaybookAggregate):
         if kind is GatewayEventKind.FAILED:
             return not self.failed
         assert fact.refund_id is not None  # checked by check_gateway_event
+        if kind is GatewayEventKind.REFUND_REVERSED:
+            known = self.reversed_refunds.get(fact.refund_id)
+            return known != _reversal(known, fact.amount, fact.total_ref)
         return fact.amount not in self.refund_amounts.get(fact.refund_id, set())
 
     def flag_anomaly(self, kind: AnomalyKind, detail: str, context: CommandContext) -> bool:
@@ -227,8 +262,17 @@ class Payment(DaybookAggregate):
 
     @property
     def refunds(self) -> dict[str, int]:
-        """Refund id → refunded amount (each refund id counted once)."""
-        return {refund_id: max(amounts) for refund_id, amounts in self.refund_amounts.items()}
+        """Refund id → refunded amount (each refund id counted once, reversed ones not at all)."""
+        counted = {
+            refund_id: max(amounts)
+            for refund_id, amounts in self.refund_amounts.items()
+            if refund_id not in self.reversed_refunds
+        }
+        for refund_id, (amount, total_ref) in self.reversed_refunds.items():
+            # A failed refund the gateway only ever counted inside a total comes off that total.
+            if total_ref in counted and total_ref in self.refund_totals and refund_id not in self.refund_amounts:
+                counted[total_ref] -= amount
+        return {refund_id: amount for refund_id, amount in counted.items() if amount > 0}
 
     @property
     def refunds_total(self) -> int:
@@ -250,7 +294,7 @@ class Payment(DaybookAggregate):
         """The status, by the precedence in the module docstring."""
         if self.is_disputed:
             return PaymentStatus.DISPUTED
-        if self.refund_amounts:
+        if self.refunds:
             if self.refunds_total >= self.amount_captured:
                 return PaymentStatus.REFUNDED
             return PaymentStatus.PARTIALLY_REFUNDED
@@ -271,7 +315,7 @@ class Payment(DaybookAggregate):
             detail = f"refunds {self.refunds_total} > captured {self.amount_captured}"
             found.append(Anomaly(AnomalyKind.REFUND_EXCEEDS_CAPTURE, detail))
         for refund_id, amounts in sorted(self.refund_amounts.items()):
-            if len(amounts) > 1:
+            if len(amounts) > 1 and refund_id not in self.refund_totals:  # a total grows: no conflict
                 detail = f"refund {refund_id} reported as {sorted(amounts)}"
                 found.append(Anomaly(AnomalyKind.REFUND_AMOUNT_CONFLICT, detail))
         if len(self.currencies) > 1:
@@ -308,5 +352,17 @@ class Payment(DaybookAggregate):
             GatewayEventKind.CAPTURED: self.Captured,
             GatewayEventKind.FAILED: self.Failed,
             GatewayEventKind.REFUNDED: self.Refunded,
+            GatewayEventKind.REFUND_REVERSED: self.RefundReversed,
             GatewayEventKind.DISPUTED: self.Disputed,
         }
+
+
+def _reversal(known: tuple[int, str | None] | None, amount: int, total_ref: str | None) -> tuple[int, str | None]:
+    """A refund's reversal with one more report folded in, whatever the order of the reports.
+
+    The largest amount reported, and the first total (alphabetically) any report named.
+    """
+    if known is None:
+        return amount, total_ref
+    refs = [ref for ref in (known[1], total_ref) if ref is not None]
+    return max(known[0], amount), min(refs, default=None)

@@ -101,8 +101,8 @@ def test_a_row_being_processed_is_leased_so_it_is_neither_claimed_again_nor_swep
         conn.execute(
             "UPDATE webhook_inbox SET enqueued_at = now() - interval '1 hour' WHERE inbox_id = %s", (inbox_id,)
         )
-        assert [row.inbox_id for row in webhook_inbox.claim(conn, [inbox_id], LEASE)] == [inbox_id]
-        assert webhook_inbox.claim(conn, [inbox_id], LEASE) == []  # a duplicate message finds it taken
+        assert [row.inbox_id for row in webhook_inbox.claim(conn, [inbox_id], LEASE, uuid.uuid4())] == [inbox_id]
+        assert webhook_inbox.claim(conn, [inbox_id], LEASE, uuid.uuid4()) == []  # a duplicate message finds it taken
     broker = StubBroker()
     broker.declare_queue("default")
     assert inbox_id not in sweep_pending(pool, broker, delay_s=1)
@@ -113,7 +113,7 @@ def test_a_row_being_processed_is_leased_so_it_is_neither_claimed_again_nor_swep
         )
     assert inbox_id in sweep_pending(pool, broker, delay_s=1)
     with pool.connection() as conn:
-        assert [row.inbox_id for row in webhook_inbox.claim(conn, [inbox_id], LEASE)] == [inbox_id]
+        assert [row.inbox_id for row in webhook_inbox.claim(conn, [inbox_id], LEASE, uuid.uuid4())] == [inbox_id]
 
 
 def test_redrive_requeues_parked_rows_of_one_merchant_and_a_poison_row_parks_again(

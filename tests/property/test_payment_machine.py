@@ -31,7 +31,8 @@ MAPPER = Daybook({"PERSISTENCE_MODULE": "eventsourcing.popo"}).mapper
 @st.composite
 def gateway_facts(draw: st.DrawFn) -> GatewayEvent:
     kind = draw(st.sampled_from(list(GatewayEventKind)))
-    refund_id = draw(st.sampled_from(["re_1", "re_2", "re_3"])) if kind is GatewayEventKind.REFUNDED else None
+    names_a_refund = kind in {GatewayEventKind.REFUNDED, GatewayEventKind.REFUND_REVERSED}
+    refund_id = draw(st.sampled_from(["re_1", "re_2", "re_3"])) if names_a_refund else None
     minimum = 1 if kind is GatewayEventKind.REFUNDED else 0
     return GatewayEvent(
         kind=kind,
@@ -67,6 +68,7 @@ def converged_state(payment: Payment) -> tuple[Any, ...]:
         view.refunds,
         view.anomalies,
         payment.refund_amounts,
+        payment.reversed_refunds,
         payment.currencies,
         payment.order_ids,
     )
@@ -109,9 +111,12 @@ class PaymentMachine(RuleBasedStateMachine):
         assert 0 <= payment.amount_refunded <= payment.amount_captured
         if payment.authorized_max is not None and payment.amount_captured > payment.authorized_max:
             assert any(a.kind == "capture_exceeds_authorization" for a in payment.anomalies)
+        # Each refund id counts once, and not at all once reversed (issue 11, item 12).
+        reversed_ids = {fact.refund_id for fact in self.delivered if fact.kind is GatewayEventKind.REFUND_REVERSED}
         distinct_refunds: dict[str, int] = {}
         for fact in self.delivered:
-            if fact.refund_id is not None:
+            if fact.kind is GatewayEventKind.REFUNDED and fact.refund_id not in reversed_ids:
+                assert fact.refund_id is not None
                 distinct_refunds[fact.refund_id] = max(fact.amount, distinct_refunds.get(fact.refund_id, 0))
         assert payment.refunds == distinct_refunds, "a refund id was counted more than once"
         assert payment.amount_refunded == min(sum(distinct_refunds.values()), payment.amount_captured)

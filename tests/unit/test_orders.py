@@ -312,6 +312,34 @@ def test_refunds_move_a_paid_order_to_partially_refunded_then_refunded_without_r
     assert shop.level("A") == (8, 0, 8)
 
 
+def test_a_refund_that_failed_later_is_reversed_on_the_order_and_its_status_follows(shop: Shop):
+    shop.stock("A", 10)
+    order = shop.place(("A", 1, 1000))
+    shop.fact(GatewayEventKind.CAPTURED, order.id, 1000)
+    shop.fact(GatewayEventKind.REFUNDED, order.id, 400, refund_id="re_1")
+    shop.fact(GatewayEventKind.REFUNDED, order.id, 600, refund_id="re_2")
+    assert shop.order(order.id).status is OrderStatus.REFUNDED
+    shop.fact(GatewayEventKind.REFUND_REVERSED, order.id, 600, refund_id="re_2")
+    assert shop.order(order.id).status is OrderStatus.PARTIALLY_REFUNDED
+    assert shop.order(order.id).amount_refunded == Money(400, "EUR")
+    outcome = shop.fact(GatewayEventKind.REFUND_REVERSED, order.id, 400, refund_id="re_1")
+    assert outcome.order is not None
+    assert (outcome.order.status, outcome.order.amount_refunded) == (OrderStatus.PAID, Money(0, "EUR"))
+    assert shop.level("A") == (9, 0, 9)  # a refund never restocks, nor does its reversal
+
+
+def test_a_refund_reversed_on_a_paid_unfulfillable_order_leaves_it_paid_unfulfillable(shop: Shop):
+    shop.stock("A", 3)
+    order = shop.place(("A", 3, 100))
+    shop.app.execute(CancelOrder(CONTEXT, shop.merchant_id, order.id))
+    shop.place(("A", 2, 100))
+    shop.fact(GatewayEventKind.CAPTURED, order.id, 300)
+    shop.fact(GatewayEventKind.REFUNDED, order.id, 300, refund_id="re_1")
+    assert shop.order(order.id).status is OrderStatus.REFUNDED
+    shop.fact(GatewayEventKind.REFUND_REVERSED, order.id, 300, refund_id="re_1")
+    assert shop.order(order.id).status is OrderStatus.PAID_UNFULFILLABLE
+
+
 def test_a_dispute_on_a_paid_order_marks_it_disputed_and_it_stays_disputed(shop: Shop):
     shop.stock("A", 10)
     order = shop.place(("A", 2, 500))
