@@ -27,6 +27,7 @@ from workers.inbox import redrive_parked
 from workers.runner import run_forever
 
 CLI_ACTOR = "operator:cli"
+WORKER_SHUTDOWN_TIMEOUT_MS = 10_000
 """The audit actor of operator commands run from the command line."""
 
 
@@ -93,6 +94,10 @@ def worker() -> None:
         str(settings.worker_processes),
         "--threads",
         str(settings.worker_threads),
+        # On SIGTERM each worker process finishes its messages, for at most this long
+        # (within the supervisor's grace before SIGKILL; dramatiq's default is 10 minutes).
+        "--worker-shutdown-timeout",
+        str(WORKER_SHUTDOWN_TIMEOUT_MS),
     ]
     # An idle dramatiq consumer polls its queue every worker_timeout ms (default 1,000):
     # 100 ms keeps a webhook's end-to-end latency low for little idle cost.
