@@ -60,7 +60,7 @@ class ServeProcess:
         self.log_path = directory / "serve.log"
 
     def start(self) -> None:
-        """Starts the process, in a process group of its own as a shell would, and waits until ``/readyz`` answers 200."""
+        """Starts the process (in a process group of its own, as a shell does); waits for ``/readyz`` 200."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "daybook", "serve", "--port", str(self.port)],
