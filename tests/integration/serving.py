@@ -116,8 +116,16 @@ ROOT = Path(__file__).resolve().parents[2]
 class ApiProcess:
     """``python -m daybook api`` on the session's servers, as compose runs it."""
 
-    def __init__(self, database_url: str, redis_url: str, log_path: Path) -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        database_url: str,
+        redis_url: str,
+        log_path: Path,
+        *,
+        port: int | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         env = {
@@ -127,6 +135,7 @@ class ApiProcess:
             "DAYBOOK_ADMIN_KEY": API_ADMIN_KEY,
             "DAYBOOK_RATE_LIMIT_PER_MINUTE": "1000000",
             "DAYBOOK_LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
         }
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
