@@ -43,6 +43,7 @@ from domain.context import CommandContext
 from domain.errors import InvalidCommandError
 from domain.events import DaybookAggregate, DaybookCreated, DaybookEvent
 from domain.gateway import GatewayEvent, GatewayEventKind, payment_id
+from domain.payments.refunds import counted_refunds, fold_reversal
 from domain.payments.values import (
     Anomaly,
     AnomalyKind,
@@ -129,7 +130,7 @@ class Payment(DaybookAggregate):
 
         def apply(self, aggregate: Payment) -> None:
             super().apply(aggregate)
-            aggregate.reversed_refunds[self.refund_id] = _reversal(
+            aggregate.reversed_refunds[self.refund_id] = fold_reversal(
                 aggregate.reversed_refunds.get(self.refund_id), self.amount, self.total_ref
             )
 
@@ -222,7 +223,7 @@ class Payment(DaybookAggregate):
         assert fact.refund_id is not None  # checked by check_gateway_event
         if kind is GatewayEventKind.REFUND_REVERSED:
             known = self.reversed_refunds.get(fact.refund_id)
-            return known != _reversal(known, fact.amount, fact.total_ref)
+            return known != fold_reversal(known, fact.amount, fact.total_ref)
         return fact.amount not in self.refund_amounts.get(fact.refund_id, set())
 
     def flag_anomaly(self, kind: AnomalyKind, detail: str, context: CommandContext) -> bool:
@@ -263,16 +264,7 @@ class Payment(DaybookAggregate):
     @property
     def refunds(self) -> dict[str, int]:
         """Refund id → refunded amount (each refund id counted once, reversed ones not at all)."""
-        counted = {
-            refund_id: max(amounts)
-            for refund_id, amounts in self.refund_amounts.items()
-            if refund_id not in self.reversed_refunds
-        }
-        for refund_id, (amount, total_ref) in self.reversed_refunds.items():
-            # A failed refund the gateway only ever counted inside a total comes off that total.
-            if total_ref in counted and total_ref in self.refund_totals and refund_id not in self.refund_amounts:
-                counted[total_ref] -= amount
-        return {refund_id: amount for refund_id, amount in counted.items() if amount > 0}
+        return counted_refunds(self.refund_amounts, self.refund_totals, self.reversed_refunds)
 
     @property
     def refunds_total(self) -> int:
@@ -355,14 +347,3 @@ class Payment(DaybookAggregate):
             GatewayEventKind.REFUND_REVERSED: self.RefundReversed,
             GatewayEventKind.DISPUTED: self.Disputed,
         }
-
-
-def _reversal(known: tuple[int, str | None] | None, amount: int, total_ref: str | None) -> tuple[int, str | None]:
-    """A refund's reversal with one more report folded in, whatever the order of the reports.
-
-    The largest amount reported, and the first total (alphabetically) any report named.
-    """
-    if known is None:
-        return amount, total_ref
-    refs = [ref for ref in (known[1], total_ref) if ref is not None]
-    return max(known[0], amount), min(refs, default=None)
