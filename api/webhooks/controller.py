@@ -1,8 +1,9 @@
 """``POST /v1/webhooks/{merchant_id}/{gateway}``: the gateways' edge (no bearer auth).
 
-In this order: the body limit (413), the endpoint (404 for an unknown gateway or
-merchant), the merchant's limits (429 ``rate_limited``, see :mod:`api.webhooks.limits`),
-the signature over the raw bytes with every active secret (401
+In this order: the endpoint (404 for an unknown gateway or merchant) and the merchant's
+limits (429 ``rate_limited``, see :mod:`api.webhooks.limits`), both before the body is
+even read, so that a flood of made-up or forged deliveries costs little; then the body
+limit (413), the signature over the raw bytes with every active secret (401
 ``invalid_signature``, one body for every cause), the payload (400 ``malformed``; an
 event type Daybook does not act on is 200 ``ignored`` and nothing is stored), then
 deduplication by the gateway's event id and the inbox row. Nothing is stored for a
@@ -54,17 +55,18 @@ class WebhooksController(Controller):
         self, request: Request[Any, Any, Any], merchant_id: FromPath[uuid.UUID], gateway: FromPath[str]
     ) -> WebhookAck:
         """Verifies, deduplicates and stores a delivery; its effects are applied asynchronously."""
-        label = gateway if gateway in GATEWAYS else "unknown"
+        if gateway not in GATEWAYS:
+            _count("unknown", "not_found")
+            raise ApiError(404, "not_found", "No such webhook endpoint.")
+        state = request.app.state
+        secrets = await admit_delivery(state, merchant_id, gateway)
         try:
             body = await request.body()
         except HTTPException as error:
-            _count(label, "payload_too_large" if error.status_code == 413 else "bad_request")
+            _count(gateway, "payload_too_large" if error.status_code == 413 else "bad_request")
             raise
-        if gateway not in GATEWAYS:
-            _count(label, "not_found")
-            raise ApiError(404, "not_found", "No such webhook endpoint.")
         headers = {name.lower(): value for name, value in request.headers.items()}
-        status = await receive_delivery(request.app.state, merchant_id, gateway, body, headers, now=time.time())
+        status = await receive_delivery(state, merchant_id, gateway, body, headers, secrets=secrets, now=time.time())
         _count(gateway, status)
         return WebhookAck(status)
 
@@ -78,17 +80,11 @@ def webhooks_router(settings: Settings) -> Router:
     )
 
 
-async def receive_delivery(
-    state: State, merchant_id: uuid.UUID, gateway: str, body: bytes, headers: dict[str, str], *, now: float
-) -> str:
-    """Everything after the body limit; returns the status to answer.
-
-    Runs in the event loop: verifying and parsing cost microseconds, secrets are cached,
-    and the inbox writer batches the round trips of concurrent deliveries.
+async def admit_delivery(state: State, merchant_id: uuid.UUID, gateway: str) -> list[str]:
+    """The endpoint's active secrets, once the merchant exists and is within its limits.
 
     Raises:
-        ApiError: 404 unknown merchant, 401 ``invalid_signature``, 400 ``malformed``,
-            503 ``unavailable`` when the delivery could not be stored.
+        ApiError: 404 unknown merchant, 429 ``rate_limited``.
     """
     secrets_cache: SecretsCache = state.webhook_secrets
     secrets = await secrets_cache.secrets(merchant_id, gateway)
@@ -101,6 +97,30 @@ async def receive_delivery(
         _count(gateway, "rate_limited")
         detail = "Too many deliveries to this endpoint, or too many that failed verification; retry later."
         raise ApiError(429, "rate_limited", detail, headers={"Retry-After": str(retry_after_s)})
+    return secrets
+
+
+async def receive_delivery(
+    state: State,
+    merchant_id: uuid.UUID,
+    gateway: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    secrets: list[str],
+    now: float,
+) -> str:
+    """Everything after the body limit, for an admitted delivery; returns the status to answer.
+
+    Runs in the event loop: verifying and parsing cost microseconds, secrets are cached,
+    and the inbox writer batches the round trips of concurrent deliveries.
+
+    Raises:
+        ApiError: 401 ``invalid_signature``, 400 ``malformed``, 503 ``unavailable`` when
+            the delivery could not be stored.
+    """
+    secrets_cache: SecretsCache = state.webhook_secrets
+    limits: WebhookLimits = state.webhook_limits
     tolerance_s = state.settings.webhook_tolerance_seconds
     try:
         try:
