@@ -57,6 +57,10 @@ _SWEEP = sql.SQL(
     "AND (locked_until IS NULL OR locked_until < now()) "
     "ORDER BY enqueued_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING inbox_id"
 )
+_COUNT_PARKED = sql.SQL(
+    "SELECT count(*) FROM webhook_inbox WHERE state = 'parked' AND (%(merchant)s::uuid IS NULL "
+    "OR merchant_id = %(merchant)s)"
+)
 _REDRIVE = sql.SQL(
     "UPDATE webhook_inbox SET state = 'pending', park_reason = NULL, processed_at = NULL, locked_until = NULL, "
     "lease_owner = NULL, "
@@ -191,6 +195,12 @@ def overdue(conn: Connection[Any], delay: timedelta, limit: int) -> list[int]:
     not re-sent on every sweep. Concurrent sweepers skip each other's rows.
     """
     return sorted(int(row[0]) for row in conn.execute(_SWEEP, (delay, limit)))
+
+
+def count_parked(conn: Connection[Any], merchant_id: uuid.UUID | None) -> int:
+    """How many rows are parked (of one merchant, or all)."""
+    row = conn.execute(_COUNT_PARKED, {"merchant": merchant_id}).fetchone()
+    return int(row[0]) if row else 0
 
 
 def redrive(conn: Connection[Any], merchant_id: uuid.UUID | None, limit: int) -> list[tuple[int, uuid.UUID]]:

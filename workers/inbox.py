@@ -248,7 +248,11 @@ def redrive_parked(
     """
     by_merchant: dict[UUID, list[int]] = {}
     messages = 0
-    while True:
+    with pool.connection() as conn:
+        parked = webhook_inbox.count_parked(conn, merchant_id)
+    # Bounded by what was parked when it started: rows the workers park again meanwhile
+    # are not re-driven twice in a loop.
+    for _ in range(parked // rows_max + 1):
         with pool.connection() as conn:
             rows = webhook_inbox.redrive(conn, merchant_id, rows_max)
         for inbox_id, owner in rows:

@@ -159,3 +159,16 @@ def test_daybook_inbox_redrive_requeues_the_parked_rows_and_says_how_many(
         client.close()
     refused = CliRunner().invoke(cli_main, ["inbox", "redrive", "--reason", "tab\there"], env=env)
     assert refused.exit_code == 2
+
+
+def test_redrive_goes_through_every_parked_row_in_bounded_batches(
+    pool: ConnectionPool[Any], committer: GroupCommitter
+) -> None:
+    merchant = _merchant(pool, "Redrive batches")
+    parked = [_row(pool, merchant, b"[]") for _ in range(3)]
+    process_rows(pool, committer, parked)
+    broker = StubBroker()
+    broker.declare_queue("default")
+    done = redrive_parked(pool, broker, merchant_id=merchant, actor="operator:test", reason=None, rows_max=1)
+    assert done.rows_by_merchant == {merchant: parked}
+    assert done.messages_sent == 3
