@@ -31,7 +31,12 @@ from tests.integration.inbox_running import InboxDrain
 from tests.integration.serving import wait_for
 from tests.integration.webhook_running import projections_caught_up
 
-pytestmark = pytest.mark.usefixtures("projections_running")
+pytestmark = [
+    pytest.mark.usefixtures("projections_running"),
+    # Hypothesis warns when the global random state moves during a draw; here it is the
+    # app's own threads (the connection pools' jitter), not the strategies.
+    pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies"),
+]
 
 # The problem codes of CONTRACT.md and of the README's decisions where it is silent.
 CONTRACT_CODES = {
