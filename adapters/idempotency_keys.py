@@ -50,13 +50,21 @@ class StoredRequest:
     body: bytes | None
 
 
-def claim(conn: Connection[Any], merchant_id: uuid.UUID, key: str, request_sha256: bytes, ttl: timedelta) -> bool:
-    """Takes the key for a new run; ``False`` when an earlier request holds it."""
+def claim(
+    conn: Connection[Any],
+    merchant_id: uuid.UUID,
+    key: str,
+    request_sha256: bytes,
+    ttl: timedelta,
+    *,
+    lock: timedelta = LOCK_DURATION,
+) -> bool:
+    """Takes the key for a new run, locked for ``lock``; ``False`` when an earlier request holds it."""
     params = {
         "merchant": merchant_id,
         "key": key,
         "hash": request_sha256,
-        "lock": LOCK_DURATION,
+        "lock": lock,
         "ttl": ttl,
     }
     return conn.execute(_CLAIM, params).fetchone() is not None

@@ -63,16 +63,20 @@ class InvalidMerchantNameError(ValueError):
 def merchant_name(name: str) -> str:
     """The name to store: ``name`` without surrounding white space.
 
+    One rule for the admin endpoint and the CLI: 1 to ``MERCHANT_NAME_LENGTH_MAX``
+    characters as given, no control character anywhere (checked before stripping, as
+    Python strips some control characters as white space), and not only white space.
+
     Raises:
-        InvalidMerchantNameError: empty once stripped, longer than
-            ``MERCHANT_NAME_LENGTH_MAX``, or with control characters.
+        InvalidMerchantNameError: the name breaks that rule.
     """
-    stripped = name.strip()
-    if not 1 <= len(stripped) <= limits.MERCHANT_NAME_LENGTH_MAX:
-        msg = f"a merchant name is 1 to {limits.MERCHANT_NAME_LENGTH_MAX} characters, not counting surrounding spaces"
-        raise InvalidMerchantNameError(msg)
-    if has_control_characters(stripped):
+    if not 1 <= len(name) <= limits.MERCHANT_NAME_LENGTH_MAX:
+        raise InvalidMerchantNameError(f"a merchant name is 1 to {limits.MERCHANT_NAME_LENGTH_MAX} characters")
+    if has_control_characters(name):
         raise InvalidMerchantNameError("a merchant name must not contain control characters")
+    stripped = name.strip()
+    if not stripped:
+        raise InvalidMerchantNameError("a merchant name must not be only white space")
     return stripped
 
 

@@ -44,7 +44,9 @@ class Settings:
     webhook_body_size_max_bytes: int = 262_144
     webhook_tolerance_seconds: int = 300
     rate_limit_per_minute: int = 6_000
+    webhook_rate_limit_per_minute: int = 60_000
     idempotency_ttl_hours: int = 24
+    idempotency_lock_seconds: float = 60.0
     projection_lag_max: int = 10_000
     projection_stall_seconds: float = 30.0
     read_wait_max_seconds: float = 5.0
@@ -82,11 +84,14 @@ class Settings:
             "body_size_max_bytes",
             "webhook_body_size_max_bytes",
             "rate_limit_per_minute",
+            "webhook_rate_limit_per_minute",
             "idempotency_ttl_hours",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"DAYBOOK_{name.upper()} must be positive")
+        if self.idempotency_lock_seconds <= 0:
+            raise SettingsError("DAYBOOK_IDEMPOTENCY_LOCK_SECONDS must be positive")
         if not 0 <= self.batch_wait_ms <= 1_000:
             raise SettingsError("DAYBOOK_BATCH_WAIT_MS must be between 0 and 1000")
 

@@ -44,6 +44,7 @@ from api.readiness import drifted_rows, projection_states
 from api.request_id import add_request_id_header
 from api.webhooks.controller import webhooks_router
 from api.webhooks.inbox_writer import InboxWriter
+from api.webhooks.limits import WebhookLimits
 from api.webhooks.secrets import SecretsCache
 from domain.application import Daybook
 from domain.groupcommit import GroupCommitter
@@ -109,6 +110,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             rate_limiter=RateLimiter(settings.rate_limit_per_minute),
             broker=broker,
             webhook_secrets=SecretsCache(pool),
+            webhook_limits=WebhookLimits(settings.webhook_rate_limit_per_minute),
             inbox_writer=inbox_writer,
         )
         housekeeping = asyncio.get_running_loop().create_task(purge_idempotency_keys_forever(app.state))

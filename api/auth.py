@@ -27,6 +27,10 @@ from api.problems import ApiError
 MERCHANT, AUDITOR, ADMIN = "merchant", "auditor", "admin"
 _CACHE_TTL_S = 30.0
 _CACHE_SIZE_MAX = 10_000
+# Key ids that name no key: remembered briefly, apart from the known keys, so that a
+# stream of made-up keys costs one lookup each per few seconds and never evicts a real one.
+UNKNOWN_TTL_S = 5.0
+UNKNOWN_SIZE_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +48,25 @@ class Principal:
 
 
 class KeyResolver:
-    """Finds the principal of a presented key; caches rows briefly (bounded)."""
+    """Finds the principal of a presented key; caches rows briefly, and unknown key ids apart (bounded)."""
 
-    def __init__(self, pool: ConnectionPool, admin_key: str | None) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        admin_key: str | None,
+        *,
+        cache_size_max: int = _CACHE_SIZE_MAX,
+        unknown_size_max: int = UNKNOWN_SIZE_MAX,
+    ) -> None:
         self._pool = pool
         self._admin_hash = keys.sha256(admin_key) if admin_key else None
-        self._cache: OrderedDict[str, tuple[float, merchants.StoredKey | None]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[float, merchants.StoredKey]] = OrderedDict()
+        self._unknown: OrderedDict[str, float] = OrderedDict()
+        self._cache_size_max = cache_size_max
+        self._unknown_size_max = unknown_size_max
         self._lock = Lock()
+        self.lookups_total = 0
+        """Key rows read from PostgreSQL (for metrics and tests)."""
 
     def resolve_cached(self, presented: str) -> Principal | Literal[False] | None:
         """Like :meth:`resolve` without touching the database; ``False`` when it would have to."""
@@ -60,12 +76,16 @@ class KeyResolver:
         if parts is None:
             return None
         key_id, secret = parts
+        now = time.monotonic()
         with self._lock:
             cached = self._cache.get(key_id)
-            if cached is None or cached[0] <= time.monotonic():
-                return False
-            self._cache.move_to_end(key_id)
-        return _principal(key_id, secret, cached[1])
+            if cached is not None and cached[0] > now:
+                self._cache.move_to_end(key_id)
+                return _principal(key_id, secret, cached[1])
+            unknown_until = self._unknown.get(key_id)
+            if unknown_until is not None and unknown_until > now:
+                return None
+        return False
 
     def resolve(self, presented: str) -> Principal | None:
         """The principal for ``presented``, or ``None`` when the key is not valid."""
@@ -82,10 +102,22 @@ class KeyResolver:
         with self._pool.connection() as conn:
             stored = merchants.find_key(conn, key_id)
         with self._lock:
-            self._cache[key_id] = (now + _CACHE_TTL_S, stored)
-            while len(self._cache) > _CACHE_SIZE_MAX:
-                self._cache.popitem(last=False)
+            self.lookups_total += 1
+            if stored is None:
+                self._unknown[key_id] = now + UNKNOWN_TTL_S
+                self._unknown.move_to_end(key_id)
+                _bound(self._unknown, self._unknown_size_max)
+            else:
+                self._unknown.pop(key_id, None)
+                self._cache[key_id] = (now + _CACHE_TTL_S, stored)
+                self._cache.move_to_end(key_id)
+                _bound(self._cache, self._cache_size_max)
         return stored
+
+
+def _bound(cache: OrderedDict[Any, Any], size_max: int) -> None:
+    while len(cache) > size_max:
+        cache.popitem(last=False)
 
 
 def _principal(key_id: str, secret: str, stored: merchants.StoredKey | None) -> Principal | None:

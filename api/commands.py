@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -9,13 +10,17 @@ import anyio.to_thread
 from litestar import Request
 
 from api.auth import Principal
+from api.idempotency import request_hash
 from api.problems import ApiError
 from api.request_id import request_id_of
+from domain.commands import OncePerKey
+from domain.commands.once import MerchantCommand, Recordable
 from domain.context import CommandContext
 from domain.groupcommit import CommandOutcome
 from domain.unit_of_work import Command
 
 R = TypeVar("R")
+Rr = TypeVar("Rr", bound=Recordable)
 POSITION_HEADER = "X-Daybook-Position"
 
 
@@ -31,6 +36,22 @@ def context_of(request: Request[Any, Any, Any]) -> CommandContext:
     """The audit context of a command caused by this request."""
     principal: Principal = request.user
     return CommandContext(actor=principal.actor, request_id=request_id_of(request.scope))
+
+
+async def once_per_key(
+    request: Request[Any, Any, Any], command: MerchantCommand[Rr], restore: Callable[[Mapping[str, Any]], Rr]
+) -> Command[Rr]:
+    """``command``, applied at most once per Idempotency-Key when the request has one.
+
+    The key's marker is saved with the command's events (see :mod:`domain.idempotency`)
+    and identifies the request as the key's table does: method, path, query and body.
+    """
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return command
+    scope = request.scope
+    sha256 = request_hash(scope["method"], scope["path"], scope.get("query_string", b""), await request.body())
+    return OncePerKey(command, key, sha256.hex(), restore)
 
 
 async def run(request: Request[Any, Any, Any], command: Command[R]) -> tuple[R, dict[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -12,19 +13,27 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from api.problems import ApiError
+from domain import limits
 
 HEADER = "x-daybook-min-position"
 POLL_INTERVAL_S = 0.01
+# ASCII digits only: str.isdigit() and int() also take "²", "٣" or full-width digits.
+_DIGITS = re.compile(f"[0-9]{{1,{len(str(limits.POSITION_MAX))}}}")
 
 _POSITION = sql.SQL("SELECT coalesce(min(notification_id), 0) FROM projection_tracking WHERE projection = ANY(%s)")
 
 
 def parse_min_position(value: str | None) -> int | None:
-    """The position asked for, or ``None``; 400 for anything but a non-negative integer."""
+    """The position asked for, or ``None``.
+
+    Raises:
+        ApiError: 400 for anything but ASCII digits of a position up to ``POSITION_MAX``.
+    """
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 19:
-        raise ApiError(400, "invalid_request", "X-Daybook-Min-Position must be a non-negative integer.")
+    if _DIGITS.fullmatch(value) is None or int(value) > limits.POSITION_MAX:
+        detail = f"X-Daybook-Min-Position must be an integer from 0 to {limits.POSITION_MAX} in ASCII digits."
+        raise ApiError(400, "invalid_request", detail)
     return int(value)
 
 

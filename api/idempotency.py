@@ -48,17 +48,21 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         state = scope["app"].state
-        body, receive_again = await _buffer(receive, state.settings.body_size_max_bytes)
+        try:
+            body, receive_again = await _buffer(receive, state.settings.body_size_max_bytes)
+        except ClientDisconnectedError:
+            return  # nothing ran and nobody listens: the key stays free for the client's retry
         body_hash = request_hash(scope["method"], scope["path"], scope.get("query_string", b""), body)
         ttl = timedelta(hours=state.settings.idempotency_ttl_hours)
+        lock = timedelta(seconds=state.settings.idempotency_lock_seconds)
 
         def claim() -> idempotency_keys.StoredRequest | None:
             with state.pool.connection() as conn:
-                if idempotency_keys.claim(conn, merchant_id, key, body_hash, ttl):
+                if idempotency_keys.claim(conn, merchant_id, key, body_hash, ttl, lock=lock):
                     return None
                 earlier = idempotency_keys.find(conn, merchant_id, key)
                 if earlier is None:  # purged between the two statements: claim again
-                    if idempotency_keys.claim(conn, merchant_id, key, body_hash, ttl):
+                    if idempotency_keys.claim(conn, merchant_id, key, body_hash, ttl, lock=lock):
                         return None
                     raise ApiError(409, "idempotency_key_in_use", "A request with this key is still running.")
                 return earlier
@@ -119,15 +123,27 @@ def _idempotency_key(scope: Scope) -> str | None:
     return None
 
 
+class ClientDisconnectedError(Exception):
+    """The client went away before its whole body arrived."""
+
+
 async def _buffer(receive: Receive, size_max: int) -> tuple[bytes, Receive]:
-    """Reads the whole body, refusing more than ``size_max`` bytes."""
+    """Reads the whole body, refusing more than ``size_max`` bytes.
+
+    A body cut short by a disconnect is not a request: hashing it would store its 400
+    under the key and answer the client's full retry 409 ``idempotency_key_reused``.
+
+    Raises:
+        ApiError: 413 past ``size_max``.
+        ClientDisconnectedError: the client disconnected before the body ended.
+    """
     chunks: list[bytes] = []
     size = 0
     more = True
     while more:
         message = await receive()
         if message["type"] != "http.request":
-            break
+            raise ClientDisconnectedError
         chunk = bytes(message.get("body", b""))
         size += len(chunk)
         if size > size_max:

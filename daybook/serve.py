@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
+import socket
 import sys
 
 import click
@@ -12,13 +15,20 @@ from adapters.migrate import migrate
 from adapters.settings import Settings
 from daybook.embedded import embedded_servers
 from daybook.home import admin_key, ensure_demo_merchant
-from daybook.supervisor import Child, Supervisor
+from daybook.supervisor import Child, Readiness, Supervisor
 
 log = logging.getLogger(__name__)
 
+CONNECT_TIMEOUT_S = 0.5
+
 
 def serve(settings: Settings, host: str, port: int) -> int:
-    """Starts servers if needed, migrates, then supervises API, workers and projections."""
+    """Starts servers if needed, migrates, then supervises API, workers and projections.
+
+    Raises:
+        click.ClickException: the port is taken (checked before anything starts).
+    """
+    check_port_free(host, port)
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
     key = admin_key(settings)
@@ -41,5 +51,38 @@ def serve(settings: Settings, host: str, port: int) -> int:
             Child("worker", [python, "-m", "daybook", "worker"]),
             Child("projections", [python, "-m", "daybook", "projections"]),
         ]
-        click.echo(f"Daybook is serving on http://{host}:{port} (Ctrl-C stops it)", err=True)
-        return Supervisor(children, env).run()
+        readiness = Readiness(
+            check=lambda: listens(host, port),
+            on_ready=lambda: click.echo(f"Daybook is serving on http://{host}:{port} (Ctrl-C stops it)", err=True),
+        )
+        code = Supervisor(children, env, readiness).run()
+        if code != 0:
+            click.echo("Daybook stopped: a part failed to start or kept failing (see the log above).", err=True)
+        return code
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fails with a clear message when something already listens on ``host:port``.
+
+    Raises:
+        click.ClickException: the address is in use, or cannot be bound at all.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As uvicorn binds: a port left in TIME_WAIT by a previous run is not "in use".
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                msg = f"port {port} on {host} is already in use; stop what listens there or pass --port"
+                raise click.ClickException(msg) from None
+            raise click.ClickException(f"cannot listen on {host}:{port}: {error.strerror}") from None
+
+
+def listens(host: str, port: int) -> bool:
+    """Whether something accepts connections on ``host:port`` (a wildcard host means this machine)."""
+    target = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+    with contextlib.suppress(OSError), socket.create_connection((target, port), timeout=CONNECT_TIMEOUT_S):
+        return True
+    return False

@@ -32,7 +32,13 @@ class CommandContext:
         return self.occurred_at
 
     def stamped(self) -> CommandContext:
-        """This context at the current instant (commands call it once as they start)."""
+        """This context at the current instant (commands call it once as they start).
+
+        A context already stamped keeps its instant: a command run by another one
+        (:class:`domain.commands.once.OncePerKey`) records at the same instant.
+        """
+        if self.occurred_at is not None:
+            return self
         return replace(self, occurred_at=datetime.now(UTC))
 
     def metadata(self) -> dict[str, str]:

@@ -133,3 +133,12 @@ class InvalidCommandError(DomainError):
         self.field = field
         self.reason = reason
         super().__init__(f"{field}: {reason}")
+
+
+class IdempotencyKeyReusedError(DomainError):
+    """An Idempotency-Key that already applied one request was sent with another."""
+
+    code = "idempotency_key_reused"
+
+    def __init__(self) -> None:
+        super().__init__("this Idempotency-Key was used with a different request")

@@ -17,6 +17,8 @@ from typing import Final
 SKU_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$(?!\n)"
 """A SKU is 1 to 64 characters of ``[A-Za-z0-9._-]``, the whole string."""
 SKU_LENGTH_MAX: Final = 64
+CURRENCY_PATTERN: Final = r"^[A-Z]{3}$(?!\n)"
+"""An ISO 4217 currency code: three upper-case letters, the whole string."""
 TEXT_PATTERN: Final = r"^[^\x00-\x1f\x7f-\x9f]*$(?!\n)"
 """Free text and ids: no C0 or C1 control character and no DEL."""
 TEXT_LENGTH_MAX: Final = 255
@@ -45,6 +47,10 @@ LINE_QUANTITY_MAX: Final = 10_000
 HOLD_SECONDS_MIN: Final = 60
 HOLD_SECONDS_DEFAULT: Final = 900
 HOLD_SECONDS_MAX: Final = 86_400
+
+# Positions in the notification log (a ``bigint`` column).
+POSITION_MAX: Final = 2**63 - 1
+"""The largest position a read may wait for (``X-Daybook-Min-Position``)."""
 
 # Pages.
 PAGE_SIZE_DEFAULT: Final = 50

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from domain import limits
 from domain.errors import CurrencyMismatchError, InvalidCommandError
 from domain.validation import check_amount
 
-_CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
+_CURRENCY_PATTERN = re.compile(limits.CURRENCY_PATTERN)
 
 
 def check_currency(currency: object) -> str:

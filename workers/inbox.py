@@ -1,22 +1,27 @@
 """Processing the webhook inbox: stored deliveries → gateway facts → Payment/Order commands.
 
-A message names inbox rows by id. The worker claims those still pending (counting an
-attempt), parses each stored body into gateway facts, applies every fact through the
-group committer (one event-store transaction per batch, across the worker's threads)
-and then marks the rows processed. The events and the row state are not written in
-one transaction; instead re-applying a row is a no-op: the Payment records each
-distinct fact once (refund ids once), and relating a payment to its order is
-idempotent. A crash between the two therefore only costs a redundant no-op pass.
+A message names inbox rows by id. The worker claims those still pending and not leased
+(counting an attempt, leasing them for ``LEASE_S``), parses each stored body into
+gateway facts, applies every fact through the group committer (one event-store
+transaction per batch, across the worker's threads) and then marks the rows processed.
+The events and the row state are not written in one transaction; instead re-applying a
+row is a no-op: the Payment records each distinct fact once (refund ids once), and
+relating a payment to its order is idempotent. A crash between the two therefore only
+costs a redundant no-op pass, once the lease has ended.
 
 Failures:
-- transient (database unreachable, version conflicts exhausted, committer overloaded,
-  a command still running at the deadline): the row stays pending and
-  :class:`InboxRetryError` is raised so that dramatiq retries the message;
-- poison (the body no longer parses, a fact refused by the domain, or more than
-  ``ATTEMPTS_MAX`` attempts): the row is parked with a reason for a person to look at.
+- transient (the database or the committer unreachable, overloaded, stopping,
+  conflicting, a commit outcome unknown, a command still running at the deadline): the
+  row stays pending, its lease ends, and :class:`InboxRetryError` is raised so that
+  dramatiq retries the message; later the sweeper sends it again. However often it
+  happens, a transient failure never parks a row: it would park a payment fact.
+- poison (the body no longer parses, a fact the domain refuses, any other error applying
+  it): the row is parked with a reason for a person to look at, and
+  :func:`redrive_parked` (``daybook inbox redrive``) makes parked rows pending again.
 
 Rows whose message was lost (Redis flushed or restarted, a worker killed) stay pending:
-:func:`sweep_pending` sends them again, once per ``SWEEP_DELAY_S`` at most.
+:func:`sweep_pending` sends them again, once per ``SWEEP_DELAY_S`` at most, never while
+a worker holds their lease.
 
 The stored body is parsed with :mod:`adapters.gateways`, the pure parser the edge
 uses, so that a row is read exactly as it was accepted.
@@ -25,13 +30,18 @@ uses, so that a row is read exactly as it was accepted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+import uuid
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import dramatiq
+import psycopg
+from eventsourcing import persistence
 from psycopg_pool import ConnectionPool
 
 from adapters import webhook_inbox
@@ -45,10 +55,24 @@ from domain.groupcommit import CommandOutcome, GroupCommitError, GroupCommitter
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS_MAX = 20
 APPLY_WAIT_S = 30.0
+LEASE_S = 15.0
+"""How long a claimed row is a worker's; renewed every ``LEASE_RENEW_S`` while it works on it."""
+LEASE_RENEW_S = 5.0
 SWEEP_DELAY_S = 5.0
 SWEEP_ROWS_MAX = 1_000
+REDRIVE_ROWS_MAX = 1_000
+"""Rows re-driven per statement (and per batch of messages)."""
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    GroupCommitError,
+    persistence.OperationalError,
+    persistence.InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    TimeoutError,
+)
+"""Failures that say nothing about the row: it is tried again, never parked for them."""
 
 
 class InboxRetryError(Exception):
@@ -86,14 +110,12 @@ def process_rows(
         InboxRetryError: some rows failed transiently (the others were settled first).
         psycopg.Error: the inbox could not be read or updated (nothing was marked).
     """
+    owner = uuid.uuid4()
     with pool.connection() as conn:
-        rows = webhook_inbox.claim(conn, inbox_ids)
+        rows = webhook_inbox.claim(conn, inbox_ids, timedelta(seconds=LEASE_S), owner)
     report = InboxReport()
     submitted: dict[int, list[Future[CommandOutcome[GatewayEventOutcome]]]] = {}
     for row in rows:
-        if row.attempts > ATTEMPTS_MAX:
-            report.parked[row.inbox_id] = f"gave up after {ATTEMPTS_MAX} attempts"
-            continue
         try:
             futures = _submit(committer, row)
         except MalformedPayloadError as error:
@@ -102,17 +124,42 @@ def process_rows(
             _pending(report, row.inbox_id, error)
         else:
             submitted[row.inbox_id] = futures
-    wait([future for futures in submitted.values() for future in futures], timeout=wait_s)
+    _wait_renewing_leases(pool, submitted, wait_s, owner)
     for inbox_id, futures in submitted.items():
         _settle(report, inbox_id, futures)
     with pool.connection() as conn:
         webhook_inbox.mark_processed(conn, report.processed)
         webhook_inbox.park(conn, report.parked)
+        webhook_inbox.release(conn, report.pending, owner)
     for inbox_id, reason in report.parked.items():
         log.warning("inbox row %d parked: %s", inbox_id, reason)
+    record_parked_in_audit_log({row.inbox_id: row.merchant_id for row in rows}, report.parked)
     if report.pending:
         raise InboxRetryError(report.pending, report.first_failure)
     return report
+
+
+def _wait_renewing_leases(
+    pool: ConnectionPool[Any],
+    submitted: Mapping[int, list[Future[CommandOutcome[GatewayEventOutcome]]]],
+    wait_s: float,
+    owner: uuid.UUID,
+) -> None:
+    """Waits up to ``wait_s`` for the commands, keeping the leases of the rows still running.
+
+    A live worker keeps its rows however long their commands take; a killed one loses
+    them ``LEASE_S`` after its last renewal, and the sweeper sends them again.
+    """
+    deadline = time.monotonic() + wait_s
+    while (remaining_s := deadline - time.monotonic()) > 0:
+        running = [inbox_id for inbox_id, futures in submitted.items() if not all(f.done() for f in futures)]
+        if not running:
+            return
+        futures = [future for inbox_id in running for future in submitted[inbox_id]]
+        if not wait(futures, timeout=min(remaining_s, LEASE_RENEW_S)).not_done:
+            return
+        with pool.connection() as conn:
+            webhook_inbox.renew(conn, running, timedelta(seconds=LEASE_S), owner)
 
 
 def _submit(committer: GroupCommitter, row: InboxRow) -> list[Future[CommandOutcome[GatewayEventOutcome]]]:
@@ -130,13 +177,17 @@ def _settle(report: InboxReport, inbox_id: int, futures: list[Future[CommandOutc
             _pending(report, inbox_id, TimeoutError("the command did not finish in time"))
             return
         error = future.exception()
-        if isinstance(error, DomainError):
+        if error is None:
+            continue
+        if isinstance(error, TRANSIENT_ERRORS):
+            _pending(report, inbox_id, error)
+        elif isinstance(error, DomainError):
             # Refused by a business rule: retrying would be refused again.
             report.parked[inbox_id] = f"{error.code}: {error}"
-            return
-        if error is not None:
-            _pending(report, inbox_id, error)
-            return
+        else:
+            log.error("inbox row %d failed to apply", inbox_id, exc_info=error)
+            report.parked[inbox_id] = f"error: {type(error).__name__}: {error}"
+        return
     report.processed.append(inbox_id)
 
 
@@ -165,3 +216,78 @@ def sweep_pending(
         enqueue_inbox_rows(broker, ids)
         log.info("inbox sweep: sent %d pending rows again", len(ids))
     return ids
+
+
+@dataclass(frozen=True, slots=True)
+class Redrive:
+    """What :func:`redrive_parked` did: the rows made pending again, per merchant."""
+
+    rows_by_merchant: dict[UUID, list[int]]
+    messages_sent: int
+
+    @property
+    def rows(self) -> int:
+        """How many rows were re-driven."""
+        return sum(len(ids) for ids in self.rows_by_merchant.values())
+
+
+def redrive_parked(
+    pool: ConnectionPool[Any],
+    broker: dramatiq.Broker,
+    *,
+    merchant_id: UUID | None,
+    actor: str,
+    reason: str | None,
+    rows_max: int = REDRIVE_ROWS_MAX,
+) -> Redrive:
+    """Makes every parked row (of one merchant, or all) pending again and sends it to the workers.
+
+    In batches of ``rows_max``. A row that is poison still is parked again by the
+    workers. If the broker cannot be reached the rows stay pending, and the sweeper
+    sends them once overdue.
+    """
+    by_merchant: dict[UUID, list[int]] = {}
+    messages = 0
+    with pool.connection() as conn:
+        parked = webhook_inbox.count_parked(conn, merchant_id)
+    # Bounded by what was parked when it started: rows the workers park again meanwhile
+    # are not re-driven twice in a loop.
+    for _ in range(parked // rows_max + 1):
+        with pool.connection() as conn:
+            rows = webhook_inbox.redrive(conn, merchant_id, rows_max)
+        for inbox_id, owner in rows:
+            by_merchant.setdefault(owner, []).append(inbox_id)
+        if rows:
+            try:
+                messages += enqueue_inbox_rows(broker, [inbox_id for inbox_id, _ in rows])
+            except Exception as error:  # the sweeper sends pending rows whatever failed here
+                log.warning("inbox redrive: %d rows pending but not sent (%s); the sweeper will", len(rows), error)
+        if len(rows) < rows_max:
+            break
+    redrive = Redrive(by_merchant, messages)
+    record_redrive_in_audit_log(redrive, actor=actor, reason=reason)
+    return redrive
+
+
+# Audit log call sites. The merchant's audit log of operator and security actions
+# (CONTRACT.md, "Audit log"; issue 9) records inbox rows parked and re-driven. Until it
+# exists, these write a log line; once it lands, each records one audit-log event per
+# merchant here, and nothing else needs to change.
+
+
+def record_parked_in_audit_log(merchants_of_rows: Mapping[int, UUID], parked: Mapping[int, str]) -> None:
+    """Records, per merchant, the inbox rows just parked and why (today: a log line)."""
+    for inbox_id, reason in parked.items():
+        log.info(
+            "audit: inbox row parked",
+            extra={"merchant_id": str(merchants_of_rows.get(inbox_id)), "inbox_id": inbox_id, "reason": reason},
+        )
+
+
+def record_redrive_in_audit_log(redrive: Redrive, *, actor: str, reason: str | None) -> None:
+    """Records, per merchant, which parked rows an operator re-drove, and why (today: a log line)."""
+    for merchant_id, inbox_ids in redrive.rows_by_merchant.items():
+        log.info(
+            "audit: inbox rows re-driven",
+            extra={"merchant_id": str(merchant_id), "inbox_ids": inbox_ids, "actor": actor, "reason": reason},
+        )

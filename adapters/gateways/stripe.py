@@ -8,16 +8,25 @@ Decisions where the contract is silent:
   retry for days without the fact ever being recorded.
 - ``charge.refunded`` carries the charge's refund list so far; one fact is produced per
   distinct refund id (the payment remembers refund ids, so re-deliveries of earlier
-  refunds are no-ops). Refunds whose ``status`` is ``failed`` or ``canceled`` moved no
-  money and are skipped. A conflicting duplicate (same id, different amount) is
-  malformed. A charge with no refund listed, or not made through a PaymentIntent
-  (``payment_intent: null``), yields nothing and is ignored.
+  refunds are no-ops). Only a ``succeeded`` refund counts (one without a ``status``, in
+  payloads older than refund statuses, too); a ``pending`` one waits for a later event;
+  a ``failed`` or ``canceled`` one is reversed, in case it was counted before. A
+  conflicting duplicate (same id, different amount) is malformed. A charge with no
+  refund listed, or not made through a PaymentIntent (``payment_intent: null``), yields
+  nothing and is ignored.
+- Recent Stripe API versions leave the list out of the charge: then its
+  ``amount_refunded`` is the fact, a running total keyed by the charge id.
+- A refund that fails later is reported on the refund itself (``charge.refund.updated``,
+  ``refund.updated``, ``refund.failed``): a ``failed`` or ``canceled`` refund is
+  reversed (naming its charge, whose total may have counted it). Refund objects in any
+  other state are ignored: ``charge.refunded`` counts refunds, so nothing counts twice.
 - ``payment_intent.payment_failed`` facts carry amount 0.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Generic, TypeVar
 from uuid import UUID
 
@@ -76,8 +85,18 @@ class _StripeRefundList(msgspec.Struct):
 
 
 class _Charge(_StripeObject, kw_only=True):
+    id: Ref | None = None
     payment_intent: Ref | None
-    refunds: _StripeRefundList
+    refunds: _StripeRefundList | None = None
+    amount_refunded: Amount | None = None
+
+
+class _RefundObject(_StripeObject, kw_only=True):
+    id: Ref
+    amount: Amount
+    status: str | None = None
+    payment_intent: Ref | None = None
+    charge: Ref | None = None
 
 
 class _Dispute(_StripeObject, kw_only=True):
@@ -91,8 +110,11 @@ _STRIPE_SUCCEEDED = msgspec.json.Decoder(_StripeEvent[_PaymentIntentSucceeded])
 _STRIPE_FAILED = msgspec.json.Decoder(_StripeEvent[_PaymentIntent])
 _STRIPE_REFUNDED = msgspec.json.Decoder(_StripeEvent[_Charge])
 _STRIPE_DISPUTED = msgspec.json.Decoder(_StripeEvent[_Dispute])
+_STRIPE_REFUND_OBJECT = msgspec.json.Decoder(_StripeEvent[_RefundObject])
 
-_REFUND_STATUSES_WITHOUT_MONEY = frozenset({"failed", "canceled"})
+_REFUND_COUNTS = frozenset({"succeeded", None})
+_LISTED_KINDS = (GatewayEventKind.REFUNDED, GatewayEventKind.REFUND_REVERSED)
+_REFUND_REVERSED = frozenset({"failed", "canceled"})
 
 
 def parse(raw_body: bytes) -> ParseResult:
@@ -133,19 +155,56 @@ def _parse_refunded(raw_body: bytes) -> ParseResult:
     charge = event.data.object
     if charge.payment_intent is None:
         return Ignored(event.type, "charge without a PaymentIntent")
-    amounts: dict[str, int] = {}
+    if charge.refunds is None:
+        return _refunded_total(event.id, event.type, charge, charge.payment_intent)
+    listed: dict[GatewayEventKind, dict[str, int]] = {
+        GatewayEventKind.REFUNDED: {},
+        GatewayEventKind.REFUND_REVERSED: {},
+    }
     for refund in charge.refunds.data:
-        if refund.status in _REFUND_STATUSES_WITHOUT_MONEY:
-            continue
+        if refund.status in _REFUND_COUNTS:
+            amounts = listed[GatewayEventKind.REFUNDED]
+        elif refund.status in _REFUND_REVERSED:
+            amounts = listed[GatewayEventKind.REFUND_REVERSED]
+        else:
+            continue  # pending, requires_action: counted once it succeeds
         if amounts.setdefault(refund.id, refund.amount) != refund.amount:
             raise MalformedPayloadError(f"refund {refund.id!r} is listed twice with different amounts")
-    if not amounts:
-        return Ignored(event.type, "no refund listed")
-    kind = GatewayEventKind.REFUNDED
-    return [
+    facts = [
         _stripe_fact(kind, event.id, charge, charge.payment_intent, amount, refund_id=refund_id)
+        for kind, amounts in listed.items()
         for refund_id, amount in amounts.items()
     ]
+    return facts or Ignored(event.type, "no refund listed")
+
+
+def _refunded_total(event_id: str, event_type: str, charge: _Charge, payment_intent: str) -> ParseResult:
+    """The charge's ``amount_refunded`` as one fact: a running total keyed by the charge."""
+    if charge.amount_refunded is None:
+        detail = "Object missing required field `amount_refunded` (and `refunds` is absent) - at `$.data.object`"
+        raise MalformedPayloadError(detail)
+    if charge.id is None:
+        raise MalformedPayloadError("Object missing required field `id` (a charge without refunds listed)")
+    if charge.amount_refunded == 0:
+        return Ignored(event_type, "nothing refunded")
+    kind = GatewayEventKind.REFUNDED
+    return [
+        _stripe_fact(
+            kind, event_id, charge, payment_intent, charge.amount_refunded, refund_id=charge.id, total_ref=charge.id
+        )
+    ]
+
+
+def _parse_refund_object(raw_body: bytes) -> ParseResult:
+    event = decode(_STRIPE_REFUND_OBJECT, raw_body)
+    refund = event.data.object
+    if refund.status not in _REFUND_REVERSED:
+        return Ignored(event.type, "refunds are counted from charge.refunded")
+    if refund.payment_intent is None:
+        return Ignored(event.type, "refund of a charge without a PaymentIntent")
+    kind = GatewayEventKind.REFUND_REVERSED
+    fact = _stripe_fact(kind, event.id, refund, refund.payment_intent, refund.amount, refund_id=refund.id)
+    return [replace(fact, order_id=None, total_ref=refund.charge)]  # refund metadata is not the order's
 
 
 def _parse_disputed(raw_body: bytes) -> ParseResult:
@@ -163,6 +222,9 @@ _STRIPE_PARSERS: dict[str, Callable[[bytes], ParseResult]] = {
     "payment_intent.payment_failed": _parse_failed,
     "charge.refunded": _parse_refunded,
     "charge.dispute.created": _parse_disputed,
+    "charge.refund.updated": _parse_refund_object,
+    "refund.updated": _parse_refund_object,
+    "refund.failed": _parse_refund_object,
 }
 
 
@@ -174,6 +236,7 @@ def _stripe_fact(
     amount: int,
     *,
     refund_id: str | None = None,
+    total_ref: str | None = None,
 ) -> GatewayEvent:
     raw_order_id = obj.metadata.order_id if obj.metadata is not None else None
     return GatewayEvent(
@@ -185,6 +248,7 @@ def _stripe_fact(
         amount=amount,
         currency=obj.currency.upper(),
         refund_id=refund_id,
+        total_ref=total_ref,
     )
 
 

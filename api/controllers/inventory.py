@@ -12,14 +12,14 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from api import read_store
 from api.auth import merchant_only, merchant_or_auditor
 from api.bodies import strict_body
-from api.commands import context_of, merchant_of, run
+from api.commands import context_of, merchant_of, once_per_key, run
 from api.idempotency import IdempotencyMiddleware
 from api.pagination import check_limit, decode_cursor
 from api.reads import Quarantined, read_one, read_page
 from api.schemas import AdjustmentCreate, LevelPage, LevelRead, ReceiptCreate
 from domain.application import Daybook
 from domain.commands import AdjustStock, ReceiveStock
-from domain.inventory import InventoryItem
+from domain.inventory import InventoryItem, InventoryLevel
 from domain.validation import check_sku
 from projections.inventory import InventoryLevelsProjection
 
@@ -40,7 +40,7 @@ class InventoryController(Controller):
         """Records units received; creates the SKU on its first receipt."""
         data = await strict_body(request, ReceiptCreate)
         command = ReceiveStock(context_of(request), merchant_of(request), check_sku(sku), data.quantity, data.reference)
-        level, headers = await run(request, command)
+        level, headers = await run(request, await once_per_key(request, command, InventoryLevel.from_record))
         return Response(LevelRead.of(level), status_code=201, headers=headers)
 
     @post(
@@ -55,7 +55,7 @@ class InventoryController(Controller):
         """Corrects on-hand stock; never below what is reserved (409 ``insufficient_stock``)."""
         data = await strict_body(request, AdjustmentCreate)
         command = AdjustStock(context_of(request), merchant_of(request), check_sku(sku), data.delta, data.reason)
-        level, headers = await run(request, command)
+        level, headers = await run(request, await once_per_key(request, command, InventoryLevel.from_record))
         return Response(LevelRead.of(level), status_code=201, headers=headers)
 
     @get("/{sku:str}", operation_id="getInventoryLevel", guards=[merchant_or_auditor])

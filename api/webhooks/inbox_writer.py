@@ -11,6 +11,10 @@ committer does for commands: one Redis round trip to drop known duplicates, one
 a background task that, every ``PUBLISH_LINGER_S``, writes one pipeline of ``SET NX`` for
 the stored keys and sends the new row ids to the workers in messages of up to
 ``MESSAGE_ROWS_MAX`` rows. Each caller is answered once its batch is committed.
+
+One bad delivery fails alone: each is checked before it joins a batch, and a batch
+whose insert fails for any reason but the connection is stored again row by row, so
+that only the row at fault is refused (another merchant's deliveries never are).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import redis.asyncio
 
 from adapters.broker import INBOX_MESSAGE_ROWS_MAX, enqueue_inbox_rows
 from adapters.settings import Settings
-from adapters.webhook_inbox import INSERT, Delivery, dedupe_key, insert_parameters
+from adapters.webhook_inbox import INSERT, Delivery, UnstorableDeliveryError, check, dedupe_key, insert_parameters
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +104,9 @@ class InboxWriter:
 
         Raises:
             InboxUnavailableError: it was not stored (the sender should retry).
+            UnstorableDeliveryError: it can never be stored.
         """
+        check(delivery)
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait(_Pending(delivery, future))
@@ -132,15 +138,26 @@ class InboxWriter:
             if not is_known:
                 first.setdefault(pending.delivery.key, pending)
         inserted: dict[tuple[uuid.UUID, str, str], int] = {}
+        refused: dict[tuple[uuid.UUID, str, str], Exception] = {}
         if first:
             deliveries = [pending.delivery for pending in first.values()]
-            inserted = await self._insert(deliveries)
+            try:
+                inserted = await self._insert(deliveries)
+            except psycopg.OperationalError:
+                raise  # the database: every delivery of the batch is unavailable
+            except Exception as error:
+                log.warning("inbox writer: a batch of %d failed (%s); storing it row by row", len(deliveries), error)
+                inserted, refused = await self._insert_each(deliveries)
         # Committed: every caller may be answered, and Redis may remember every stored key.
         for pending in batch:
-            new = first.get(pending.delivery.key) is pending and pending.delivery.key in inserted
-            if not pending.future.done():
-                pending.future.set_result(ACCEPTED if new else DUPLICATE)
-        keys = [dedupe_key(pending.delivery) for pending in first.values()]
+            key = pending.delivery.key
+            if pending.future.done():
+                continue
+            if key in refused:
+                pending.future.set_exception(UnstorableDeliveryError(str(refused[key])))
+            else:
+                pending.future.set_result(ACCEPTED if first.get(key) is pending and key in inserted else DUPLICATE)
+        keys = [dedupe_key(pending.delivery) for key, pending in first.items() if key not in refused]
         try:
             self._committed.put_nowait((keys, sorted(inserted.values())))
         except asyncio.QueueFull:
@@ -164,6 +181,22 @@ class InboxWriter:
                 await conn.close()
             raise
         return {(row[1], row[2], row[3]): int(row[0]) for row in rows}
+
+    async def _insert_each(
+        self, deliveries: list[Delivery]
+    ) -> tuple[dict[tuple[uuid.UUID, str, str], int], dict[tuple[uuid.UUID, str, str], Exception]]:
+        """Inserts one delivery at a time: (stored ids, errors of the refused ones)."""
+        inserted: dict[tuple[uuid.UUID, str, str], int] = {}
+        refused: dict[tuple[uuid.UUID, str, str], Exception] = {}
+        for delivery in deliveries:
+            try:
+                inserted |= await self._insert([delivery])
+            except psycopg.OperationalError:
+                raise
+            except Exception as error:
+                log.warning("inbox writer: delivery %r refused by the database: %s", delivery.key, error)
+                refused[delivery.key] = error
+        return inserted, refused
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:

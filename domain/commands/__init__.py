@@ -8,6 +8,7 @@ saves every aggregate the unit of work touched. ``aggregate_ids`` names the aggr
 a command will load, so that a batch runner can read them in one query.
 """
 
+from domain.commands.once import OncePerKey
 from domain.commands.orders import CancelOrder, ExpireOrder, ExpiryResult, PlaceOrder, find_order, get_order
 from domain.commands.payments import ApplyGatewayEvent, GatewayEventOutcome, settle_order
 from domain.commands.stock import AdjustStock, ReceiveStock, find_item
@@ -19,6 +20,7 @@ __all__ = [
     "ExpireOrder",
     "ExpiryResult",
     "GatewayEventOutcome",
+    "OncePerKey",
     "PlaceOrder",
     "ReceiveStock",
     "find_item",

@@ -43,7 +43,8 @@ def settle_order(uow: UnitOfWork, context: CommandContext, order: Order, payment
         detail = f"payment in {payment.currency}, order in {order.currency}"
         return payment.flag_anomaly(AnomalyKind.CURRENCY_MISMATCH, detail, context) or changed
     changed |= order.record_payment_amounts(payment.id, payment.amount_captured, payment.amount_refunded, context)
-    if order.status in PAYABLE and order.is_fully_captured:
+    # Only a capture pays: an authorization or a failure of a zero-total order "reaches" its total too.
+    if order.status in PAYABLE and payment.has_capture and order.is_fully_captured:
         _pay(uow, context, order, payment, now)
         changed = True
     changed |= order.update_refund_status(context)

@@ -16,6 +16,7 @@ class GatewayEventKind(StrEnum):
     CAPTURED = "captured"
     FAILED = "failed"
     REFUNDED = "refunded"
+    REFUND_REVERSED = "refund_reversed"
     DISPUTED = "disputed"
 
 
@@ -30,10 +31,16 @@ class GatewayEvent:
         event_id: the gateway's id for the webhook delivery that carried this fact.
         order_id: the merchant's order the payment is for, when the gateway said so.
         amount: minor units. Authorized: amount authorized (capturable); captured: total
-            amount received; refunded: this refund's amount; disputed: amount disputed;
-            failed: 0.
+            amount received; refunded: this refund's amount (or, for a total, all refunds
+            of ``total_ref`` so far); refund reversed: the failed refund's amount;
+            disputed: amount disputed; failed: 0.
         currency: ISO 4217, upper case.
-        refund_id: the gateway's refund id (refunds only).
+        refund_id: the gateway's refund id (refunds and reversals only). A refunds total
+            is keyed by what it totals: ``refund_id == total_ref``.
+        total_ref: a gateway that reports refunds as a running total (Stripe's charge
+            ``amount_refunded``, without the list of refunds) names what it totals (the
+            charge): on a refund, it marks the fact as that total; on a reversal, the
+            total that counted the failed refund.
     """
 
     kind: GatewayEventKind
@@ -44,6 +51,7 @@ class GatewayEvent:
     amount: int
     currency: str
     refund_id: str | None = None
+    total_ref: str | None = None
 
 
 def payment_id(merchant_id: UUID, gateway: str, gateway_ref: str) -> UUID:

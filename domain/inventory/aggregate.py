@@ -8,6 +8,7 @@ of the holds, and ``available = on_hand - reserved``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -54,6 +55,33 @@ class InventoryLevel:
     available: int
     updated_at: datetime
     version: int
+
+    def as_record(self) -> dict[str, Any]:
+        """The level as JSON-friendly values (kept by an idempotency marker)."""
+        return {
+            "id": str(self.id),
+            "merchant_id": str(self.merchant_id),
+            "sku": self.sku,
+            "on_hand": self.on_hand,
+            "reserved": self.reserved,
+            "available": self.available,
+            "updated_at": self.updated_at.isoformat(),
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> InventoryLevel:
+        """The level :meth:`as_record` kept."""
+        return cls(
+            id=UUID(record["id"]),
+            merchant_id=UUID(record["merchant_id"]),
+            sku=record["sku"],
+            on_hand=record["on_hand"],
+            reserved=record["reserved"],
+            available=record["available"],
+            updated_at=datetime.fromisoformat(record["updated_at"]),
+            version=record["version"],
+        )
 
 
 class InventoryItem(DaybookAggregate):

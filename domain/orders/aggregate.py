@@ -18,6 +18,9 @@ Decisions where the contract is silent:
   returning stock is an explicit adjustment. The order is ``refunded`` when the refunds
   reach ``amount_captured``, else ``partially_refunded``. A ``paid_unfulfillable`` order
   becomes ``refunded`` only once fully refunded.
+- A refund that fails later (the gateway reverses it) is taken off ``amount_refunded``
+  and the status follows: back to ``partially_refunded``, or to ``paid`` (or
+  ``paid_unfulfillable``) when no refund is left.
 - ``disputed`` is sticky: later refunds are counted but the status stays ``disputed``.
   A dispute reported before any capture changes nothing until the order is paid.
 - Cancelling a cancelled order is a no-op; cancelling any other non-reserved order
@@ -46,6 +49,10 @@ from domain.orders.values import (
     check_order_lines,
 )
 from domain.validation import check_amount, check_aware, check_text
+
+_REFUNDABLE = frozenset(
+    {OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED, OrderStatus.PAID_UNFULFILLABLE}
+)
 
 
 class Order(DaybookAggregate):
@@ -109,6 +116,13 @@ class Order(DaybookAggregate):
 
         def apply(self, aggregate: Order) -> None:
             aggregate.status = OrderStatus.PAID_UNFULFILLABLE
+            aggregate.unfulfillable = True
+
+    class RefundsReversed(DaybookEvent):
+        """Every refund the order counted failed later: it is paid (or paid but unfulfillable) again."""
+
+        def apply(self, aggregate: Order) -> None:
+            aggregate.status = OrderStatus.PAID_UNFULFILLABLE if aggregate.unfulfillable else OrderStatus.PAID
 
     class PartiallyRefunded(DaybookEvent):
         """Some, not all, of the captured amount was refunded."""
@@ -154,6 +168,7 @@ class Order(DaybookAggregate):
         self.payment_ids: list[UUID] = []
         self.captured_by_payment: dict[UUID, int] = {}
         self.refunded_by_payment: dict[UUID, int] = {}
+        self.unfulfillable = False
 
     @classmethod
     def place(
@@ -291,23 +306,26 @@ class Order(DaybookAggregate):
         self._record(self.MarkedUnfulfillable, context, lines=lines)
 
     def refund_status(self) -> OrderStatus | None:
-        """The status the refunds call for, or ``None`` when they do not change it."""
-        refunded = self.amount_refunded.amount
-        if refunded == 0:
+        """The status the refunds call for, or ``None`` when refunds do not decide it (unpaid, disputed)."""
+        if self.status not in _REFUNDABLE:
             return None
-        fully = refunded >= self.amount_captured.amount
-        if self.status in {OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED}:
-            return OrderStatus.REFUNDED if fully else OrderStatus.PARTIALLY_REFUNDED
-        if self.status is OrderStatus.PAID_UNFULFILLABLE and fully:
-            return OrderStatus.REFUNDED
-        return None
+        refunded = self.amount_refunded.amount
+        fully = refunded > 0 and refunded >= self.amount_captured.amount
+        if self.unfulfillable:
+            return OrderStatus.REFUNDED if fully else OrderStatus.PAID_UNFULFILLABLE
+        if refunded == 0:
+            return OrderStatus.PAID
+        return OrderStatus.REFUNDED if fully else OrderStatus.PARTIALLY_REFUNDED
 
     def update_refund_status(self, context: CommandContext) -> bool:
-        """Moves to ``partially_refunded``/``refunded`` as the refunds call for."""
+        """Moves to ``partially_refunded``/``refunded``, or back, as the refunds call for."""
         target = self.refund_status()
         if target is None or target is self.status:
             return False
-        event_class = self.Refunded if target is OrderStatus.REFUNDED else self.PartiallyRefunded
+        event_class: type[DaybookEvent] = {
+            OrderStatus.REFUNDED: self.Refunded,
+            OrderStatus.PARTIALLY_REFUNDED: self.PartiallyRefunded,
+        }.get(target, self.RefundsReversed)
         self._record(event_class, context)
         return True
 

@@ -12,12 +12,21 @@ set of facts received, whatever their order or duplication:
 - refunds are keyed by refund id; a refund id counts once (its largest reported amount;
   two different amounts for one id are an anomaly). ``amount_refunded`` is the sum of
   the refunds, counted only up to ``amount_captured``; any excess is an anomaly.
+- a refund that failed after it was reported is reversed: a reversal of its id takes it
+  out of the sum for good, whichever of the two arrived first. A gateway that reports a
+  running total of refunds instead of each refund (Stripe's ``amount_refunded`` without
+  the list) is keyed by what it totals and counted as its largest total reported; a
+  reversal naming that total takes the failed refund's amount off it.
 - status precedence: ``disputed`` > ``refunded`` > ``partially_refunded`` >
   ``captured`` > ``failed`` > ``authorized``. A dispute overrides everything because
   the money is contested whatever else happened; a capture overrides an earlier or
   later failure report (a retried attempt succeeded).
-- a payment whose facts disagree on the currency or the order keeps every fact, uses the
-  alphabetically first currency / smallest order id, and reports an anomaly.
+- a payment whose facts disagree on the currency keeps every fact, uses the alphabetically
+  first currency, and reports an anomaly.
+- the payment belongs to the first order a fact named, for good: relating it to an order
+  has effects (the order is paid, its stock committed), so a later fact naming another
+  order is kept and reported (``order_conflict``), never followed. This one derived value
+  depends on the order of the facts, not only on their set.
 
 Anomalies that depend on the order (unknown order, currency different from the order's,
 overpayment, paid but unfulfillable) are flagged by the command that relates the
@@ -34,6 +43,7 @@ from domain.context import CommandContext
 from domain.errors import InvalidCommandError
 from domain.events import DaybookAggregate, DaybookCreated, DaybookEvent
 from domain.gateway import GatewayEvent, GatewayEventKind, payment_id
+from domain.payments.refunds import counted_refunds, fold_reversal
 from domain.payments.values import (
     Anomaly,
     AnomalyKind,
@@ -56,6 +66,8 @@ class PaymentFact(DaybookEvent):
         aggregate.currencies.add(self.currency)
         if self.order_id is not None:
             aggregate.order_ids.add(self.order_id)
+            if aggregate.linked_order_id is None:
+                aggregate.linked_order_id = self.order_id
 
 
 class Payment(DaybookAggregate):
@@ -89,13 +101,38 @@ class Payment(DaybookAggregate):
             aggregate.failed = True
 
     class Refunded(PaymentFact):
-        """The gateway refunded ``amount`` under ``refund_id``."""
+        """The gateway refunded ``amount`` under ``refund_id``.
+
+        v2 added ``total_ref``: set, the fact is a running total of the refunds of
+        ``total_ref`` (then equal to ``refund_id``).
+        """
 
         refund_id: str
+        total_ref: str | None = None
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """v1 refunds were each one refund."""
+            state["total_ref"] = None
 
         def apply(self, aggregate: Payment) -> None:
             super().apply(aggregate)
             aggregate.refund_amounts.setdefault(self.refund_id, set()).add(self.amount)
+            if self.total_ref is not None:
+                aggregate.refund_totals.add(self.refund_id)
+
+    class RefundReversed(PaymentFact):
+        """The refund ``refund_id`` of ``amount`` failed: it no longer counts (``total_ref``: see Refunded)."""
+
+        refund_id: str
+        total_ref: str | None
+
+        def apply(self, aggregate: Payment) -> None:
+            super().apply(aggregate)
+            aggregate.reversed_refunds[self.refund_id] = fold_reversal(
+                aggregate.reversed_refunds.get(self.refund_id), self.amount, self.total_ref
+            )
 
     class Disputed(PaymentFact):
         """A chargeback of ``amount`` was opened."""
@@ -122,8 +159,11 @@ class Payment(DaybookAggregate):
         self.disputed_max: int | None = None
         self.failed = False
         self.refund_amounts: dict[str, set[int]] = {}
+        self.refund_totals: set[str] = set()
+        self.reversed_refunds: dict[str, tuple[int, str | None]] = {}
         self.currencies: set[str] = set()
         self.order_ids: set[UUID] = set()
+        self.linked_order_id: UUID | None = None
         self.flagged: dict[AnomalyKind, str] = {}
 
     @classmethod
@@ -160,8 +200,8 @@ class Payment(DaybookAggregate):
                 raise InvalidCommandError("amount", f"the payment's refunds would exceed {limits.AMOUNT_MAX}")
         fields: dict[str, Any] = {"event_id": fact.event_id, "order_id": fact.order_id}
         fields |= {"amount": fact.amount, "currency": fact.currency}
-        if fact.kind is GatewayEventKind.REFUNDED:
-            fields["refund_id"] = fact.refund_id
+        if fact.kind in {GatewayEventKind.REFUNDED, GatewayEventKind.REFUND_REVERSED}:
+            fields |= {"refund_id": fact.refund_id, "total_ref": fact.total_ref}
         self._record(self._event_classes()[fact.kind], context, **fields)
         return True
 
@@ -181,6 +221,9 @@ class Payment(DaybookAggregate):
         if kind is GatewayEventKind.FAILED:
             return not self.failed
         assert fact.refund_id is not None  # checked by check_gateway_event
+        if kind is GatewayEventKind.REFUND_REVERSED:
+            known = self.reversed_refunds.get(fact.refund_id)
+            return known != fold_reversal(known, fact.amount, fact.total_ref)
         return fact.amount not in self.refund_amounts.get(fact.refund_id, set())
 
     def flag_anomaly(self, kind: AnomalyKind, detail: str, context: CommandContext) -> bool:
@@ -192,8 +235,8 @@ class Payment(DaybookAggregate):
 
     @property
     def order_id(self) -> UUID | None:
-        """The order the gateway said the payment is for (the smallest id if several)."""
-        return min(self.order_ids, key=str, default=None)
+        """The order the gateway said the payment is for: the first one any fact named."""
+        return self.linked_order_id
 
     @property
     def currency(self) -> str:
@@ -209,14 +252,19 @@ class Payment(DaybookAggregate):
         return self.captured_max or 0
 
     @property
+    def has_capture(self) -> bool:
+        """Whether the gateway reported a capture (of any amount, 0 included)."""
+        return self.captured_max is not None
+
+    @property
     def amount_authorized(self) -> int:
         """The largest authorization reported, else the captured amount."""
         return self.authorized_max if self.authorized_max is not None else self.amount_captured
 
     @property
     def refunds(self) -> dict[str, int]:
-        """Refund id → refunded amount (each refund id counted once)."""
-        return {refund_id: max(amounts) for refund_id, amounts in self.refund_amounts.items()}
+        """Refund id → refunded amount (each refund id counted once, reversed ones not at all)."""
+        return counted_refunds(self.refund_amounts, self.refund_totals, self.reversed_refunds)
 
     @property
     def refunds_total(self) -> int:
@@ -238,7 +286,7 @@ class Payment(DaybookAggregate):
         """The status, by the precedence in the module docstring."""
         if self.is_disputed:
             return PaymentStatus.DISPUTED
-        if self.refund_amounts:
+        if self.refunds:
             if self.refunds_total >= self.amount_captured:
                 return PaymentStatus.REFUNDED
             return PaymentStatus.PARTIALLY_REFUNDED
@@ -259,7 +307,7 @@ class Payment(DaybookAggregate):
             detail = f"refunds {self.refunds_total} > captured {self.amount_captured}"
             found.append(Anomaly(AnomalyKind.REFUND_EXCEEDS_CAPTURE, detail))
         for refund_id, amounts in sorted(self.refund_amounts.items()):
-            if len(amounts) > 1:
+            if len(amounts) > 1 and refund_id not in self.refund_totals:  # a total grows: no conflict
                 detail = f"refund {refund_id} reported as {sorted(amounts)}"
                 found.append(Anomaly(AnomalyKind.REFUND_AMOUNT_CONFLICT, detail))
         if len(self.currencies) > 1:
@@ -296,5 +344,6 @@ class Payment(DaybookAggregate):
             GatewayEventKind.CAPTURED: self.Captured,
             GatewayEventKind.FAILED: self.Failed,
             GatewayEventKind.REFUNDED: self.Refunded,
+            GatewayEventKind.REFUND_REVERSED: self.RefundReversed,
             GatewayEventKind.DISPUTED: self.Disputed,
         }

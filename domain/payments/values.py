@@ -82,7 +82,11 @@ def check_gateway_event(fact: GatewayEvent) -> None:
     check_text("event_id", fact.event_id, required=True, length_max=id_length_max)
     check_currency(fact.currency)
     is_refund = fact.kind is GatewayEventKind.REFUNDED
+    names_a_refund = is_refund or fact.kind is GatewayEventKind.REFUND_REVERSED
     check_amount("amount", fact.amount, minimum=1 if is_refund else 0)
-    check_text("refund_id", fact.refund_id, required=is_refund, length_max=id_length_max)
+    check_text("refund_id", fact.refund_id, required=names_a_refund, length_max=id_length_max)
+    check_text("total_ref", fact.total_ref, required=False, length_max=id_length_max)
+    if is_refund and fact.total_ref is not None and fact.total_ref != fact.refund_id:
+        raise InvalidCommandError("total_ref", "a refunds total is keyed by what it totals")
     if fact.order_id is not None and not isinstance(fact.order_id, UUID):
         raise InvalidCommandError("order_id", "must be a UUID")

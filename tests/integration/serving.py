@@ -60,7 +60,7 @@ class ServeProcess:
         self.log_path = directory / "serve.log"
 
     def start(self) -> None:
-        """Starts the process and waits until ``/readyz`` answers 200."""
+        """Starts the process (in a process group of its own, as a shell does); waits for ``/readyz`` 200."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "daybook", "serve", "--port", str(self.port)],
@@ -68,6 +68,7 @@ class ServeProcess:
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         wait_for(self._ready, timeout_s=90, what=f"daybook serve to be ready (log: {self.log_path})")
 
@@ -84,6 +85,14 @@ class ServeProcess:
         """Sends ``sig`` and returns the exit code."""
         assert self.process is not None
         self.process.send_signal(sig)
+        code = self.process.wait(timeout=timeout_s)
+        self.process = None
+        return code
+
+    def interrupt(self, timeout_s: float = 60) -> int:
+        """Ctrl-C in its terminal: SIGINT to its whole process group; returns the exit code."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGINT)
         code = self.process.wait(timeout=timeout_s)
         self.process = None
         return code
@@ -107,8 +116,16 @@ ROOT = Path(__file__).resolve().parents[2]
 class ApiProcess:
     """``python -m daybook api`` on the session's servers, as compose runs it."""
 
-    def __init__(self, database_url: str, redis_url: str, log_path: Path) -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        database_url: str,
+        redis_url: str,
+        log_path: Path,
+        *,
+        port: int | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         env = {
@@ -118,6 +135,7 @@ class ApiProcess:
             "DAYBOOK_ADMIN_KEY": API_ADMIN_KEY,
             "DAYBOOK_RATE_LIMIT_PER_MINUTE": "1000000",
             "DAYBOOK_LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
         }
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(

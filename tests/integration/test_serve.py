@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,3 +135,53 @@ def test_a_child_that_dies_is_restarted_by_the_supervisor(served: ServeProcess) 
     wait_for(api_is_back, timeout_s=30, what="the API child to be restarted")
     log = served.log_path.read_text()
     assert "api exited with code -9; restarting" in log
+
+
+# Issue 11, items 13 and 14.
+
+
+def _lines(text: str, needle: str) -> list[int]:
+    return [index for index, line in enumerate(text.splitlines()) if needle in line]
+
+
+def test_serving_on_is_printed_only_once_the_api_listens(served: ServeProcess) -> None:
+    log = served.log_path.read_text()
+    [serving, *_] = _lines(log, "Daybook is serving on")
+    listening = _lines(log, "Uvicorn running on")
+    assert listening, log[-2000:]
+    assert listening[0] < serving
+
+
+def test_ctrl_c_stops_the_children_gracefully_before_the_embedded_servers(served: ServeProcess) -> None:
+    offset = len(served.log_path.read_text().splitlines())
+    assert served.interrupt() == 0
+    log = "\n".join(served.log_path.read_text().splitlines()[offset:])
+    assert "CRITICAL" not in log, log[-4000:]
+    assert "Killing worker process" not in log  # dramatiq's answer to a second SIGTERM
+    # Graceful: uvicorn re-raises the SIGTERM it handled (-15); dramatiq exits 0 unless it
+    # had to kill a worker process mid-message (3); nothing needed SIGKILL (-9).
+    graceful = {"api": (0, -15), "worker": (0,), "projections": (0,)}
+    for child, codes in graceful.items():
+        [stopped] = _lines(log, f"{child} stopped (exit code")
+        line = log.splitlines()[stopped]
+        assert any(f"{child} stopped (exit code {code})" in line for code in codes), line
+        assert stopped < _lines(log, "embedded redis stopped")[0] < _lines(log, "embedded postgresql stopped")[0]
+
+
+def test_a_port_already_in_use_makes_serve_exit_at_once_with_a_clear_error(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAYBOOK_")}
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "daybook", "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode != 0
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert "serving on" not in result.stdout + result.stderr
+    assert not (tmp_path / ".daybook" / "pg").exists()  # nothing was started

@@ -21,7 +21,7 @@ from adapters.webhook_inbox import Delivery, store
 from domain.application import Daybook
 from domain.gateway import payment_id
 from domain.groupcommit import GroupCommitter
-from workers.inbox import ATTEMPTS_MAX, InboxRetryError, process_rows, sweep_pending
+from workers.inbox import InboxRetryError, process_rows, sweep_pending
 
 
 @pytest.fixture(scope="module")
@@ -145,14 +145,16 @@ def test_a_transient_failure_leaves_the_row_pending_and_asks_for_a_retry(
     assert _state(pool, inbox_id) == ("pending", 1, None)
 
 
-def test_a_row_past_its_attempts_limit_is_parked(
+def test_a_row_tried_many_times_before_is_still_applied_and_never_parked_for_it(
     pool: ConnectionPool[Any], committer: GroupCommitter, merchant_id: UUID
 ) -> None:
+    # Issue 11, item 6: attempts count transient failures, which never park a payment fact
+    # (this test asserted the former rule, parking past 20 attempts).
     inbox_id = _row(pool, merchant_id, _capture("pay_tired"))
     with pool.connection() as conn:
-        conn.execute("UPDATE webhook_inbox SET attempts = %s WHERE inbox_id = %s", (ATTEMPTS_MAX, inbox_id))
+        conn.execute("UPDATE webhook_inbox SET attempts = 20 WHERE inbox_id = %s", (inbox_id,))
     process_rows(pool, committer, [inbox_id])
-    assert _state(pool, inbox_id) == ("parked", ATTEMPTS_MAX + 1, f"gave up after {ATTEMPTS_MAX} attempts")
+    assert _state(pool, inbox_id) == ("processed", 21, None)
 
 
 def test_the_sweeper_resends_pending_rows_once_overdue_and_not_again_before_the_delay(

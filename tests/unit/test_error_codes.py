@@ -19,6 +19,7 @@ CONTRACT_CODES = {
     "currency_mismatch",
     "invalid_state",
     "order_already_exists",
+    "idempotency_key_reused",
     "overloaded",
     "write_contention",
     "unavailable",

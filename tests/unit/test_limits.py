@@ -15,6 +15,7 @@ from domain import limits
 from domain.context import CommandContext
 from domain.errors import InvalidCommandError
 from domain.inventory import InventoryItem
+from domain.money import check_currency
 from domain.validation import check_sku, check_text
 
 CONTEXT = CommandContext(actor="test", request_id="r-1")
@@ -103,3 +104,11 @@ def test_the_domain_enforces_the_receipt_and_adjustment_bounds() -> None:
         item.adjust(limits.ADJUSTMENT_DELTA_MAX + 1, "count", CONTEXT)
     with pytest.raises(InvalidCommandError):
         item.adjust(-limits.ADJUSTMENT_DELTA_MAX - 1, "count", CONTEXT)
+
+
+@pytest.mark.parametrize("currency", ["EUR\n", "eur", "EURO", "E1R"])
+def test_the_currency_pattern_matches_the_whole_string_in_the_schema_and_the_domain(currency: str) -> None:
+    with pytest.raises(InvalidCommandError):
+        check_currency(currency)
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.json.decode(msgspec.json.encode({"amount": 1, "currency": currency}), type=Money)

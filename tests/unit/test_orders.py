@@ -256,6 +256,26 @@ def test_captures_of_two_payments_together_reaching_the_total_pay_the_order(shop
     assert shop.level("A") == (7, 0, 7)
 
 
+@pytest.mark.parametrize("kind", [GatewayEventKind.AUTHORIZED, GatewayEventKind.FAILED])
+def test_a_zero_total_order_is_not_paid_by_an_authorization_or_a_failure(shop: Shop, kind: GatewayEventKind):
+    shop.stock("A", 10)
+    order = shop.place(("A", 2, 0))
+    outcome = shop.fact(kind, order.id, 0)
+    assert outcome.order is not None
+    assert outcome.order.status is OrderStatus.RESERVED
+    assert shop.level("A") == (10, 2, 8)
+
+
+def test_a_zero_total_order_is_paid_by_a_capture(shop: Shop):
+    shop.stock("A", 10)
+    order = shop.place(("A", 2, 0))
+    shop.fact(GatewayEventKind.AUTHORIZED, order.id, 0)
+    outcome = shop.fact(GatewayEventKind.CAPTURED, order.id, 0)
+    assert outcome.order is not None
+    assert outcome.order.status is OrderStatus.PAID
+    assert shop.level("A") == (8, 0, 8)
+
+
 def test_a_capture_for_an_expired_order_holds_stock_again_and_pays_it(shop: Shop):
     shop.stock("A", 10)
     order = shop.place(("A", 3, 100))
@@ -290,6 +310,34 @@ def test_refunds_move_a_paid_order_to_partially_refunded_then_refunded_without_r
     assert full.order is not None
     assert full.order.status is OrderStatus.REFUNDED
     assert shop.level("A") == (8, 0, 8)
+
+
+def test_a_refund_that_failed_later_is_reversed_on_the_order_and_its_status_follows(shop: Shop):
+    shop.stock("A", 10)
+    order = shop.place(("A", 1, 1000))
+    shop.fact(GatewayEventKind.CAPTURED, order.id, 1000)
+    shop.fact(GatewayEventKind.REFUNDED, order.id, 400, refund_id="re_1")
+    shop.fact(GatewayEventKind.REFUNDED, order.id, 600, refund_id="re_2")
+    assert shop.order(order.id).status is OrderStatus.REFUNDED
+    shop.fact(GatewayEventKind.REFUND_REVERSED, order.id, 600, refund_id="re_2")
+    assert shop.order(order.id).status is OrderStatus.PARTIALLY_REFUNDED
+    assert shop.order(order.id).amount_refunded == Money(400, "EUR")
+    outcome = shop.fact(GatewayEventKind.REFUND_REVERSED, order.id, 400, refund_id="re_1")
+    assert outcome.order is not None
+    assert (outcome.order.status, outcome.order.amount_refunded) == (OrderStatus.PAID, Money(0, "EUR"))
+    assert shop.level("A") == (9, 0, 9)  # a refund never restocks, nor does its reversal
+
+
+def test_a_refund_reversed_on_a_paid_unfulfillable_order_leaves_it_paid_unfulfillable(shop: Shop):
+    shop.stock("A", 3)
+    order = shop.place(("A", 3, 100))
+    shop.app.execute(CancelOrder(CONTEXT, shop.merchant_id, order.id))
+    shop.place(("A", 2, 100))
+    shop.fact(GatewayEventKind.CAPTURED, order.id, 300)
+    shop.fact(GatewayEventKind.REFUNDED, order.id, 300, refund_id="re_1")
+    assert shop.order(order.id).status is OrderStatus.REFUNDED
+    shop.fact(GatewayEventKind.REFUND_REVERSED, order.id, 300, refund_id="re_1")
+    assert shop.order(order.id).status is OrderStatus.PAID_UNFULFILLABLE
 
 
 def test_a_dispute_on_a_paid_order_marks_it_disputed_and_it_stays_disputed(shop: Shop):
@@ -360,6 +408,24 @@ def test_a_redelivered_capture_pays_an_order_that_was_unknown_at_first_delivery(
     assert again.order is not None
     assert again.order.status is OrderStatus.PAID
     assert shop.level("A") == (9, 0, 9)
+
+
+def test_a_second_delivery_naming_another_order_never_pays_it_from_the_same_capture(shop: Shop):
+    shop.stock("A", 10)
+    lines = [OrderLine("A", 1, Money(500, "EUR"))]
+    first, other = UUID("ffffffff-0000-4000-8000-000000000001"), UUID("00000000-0000-4000-8000-000000000002")
+    for order_id in (first, other):  # the other order's id sorts first
+        shop.app.execute(PlaceOrder(CONTEXT, shop.merchant_id, order_id=order_id, lines=lines, currency="EUR", now=NOW))
+    shop.fact(GatewayEventKind.CAPTURED, first, 500)
+    outcome = shop.fact(GatewayEventKind.CAPTURED, other, 500)
+    assert outcome.payment.order_id == first
+    assert outcome.order is not None
+    assert outcome.order.id == first
+    assert shop.order(first).status is OrderStatus.PAID
+    assert shop.order(other).status is OrderStatus.RESERVED
+    assert shop.order(other).payment_ids == ()
+    assert AnomalyKind.ORDER_CONFLICT in {anomaly.kind for anomaly in outcome.payment.anomalies}
+    assert shop.level("A") == (9, 1, 8)
 
 
 def test_a_payment_naming_another_merchants_order_does_not_touch_it(shop: Shop):

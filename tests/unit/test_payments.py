@@ -1,9 +1,12 @@
 """Payment: gateway facts recorded once each, converging whatever their order."""
 
+from dataclasses import replace
 from itertools import permutations
 from uuid import UUID, uuid4
 
 import pytest
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
 
 from domain.application import Daybook
 from domain.commands import ApplyGatewayEvent
@@ -166,11 +169,13 @@ def test_facts_in_two_currencies_are_kept_and_flagged():
     assert [a.kind for a in payment.anomalies] == [AnomalyKind.CURRENCY_CONFLICT]
 
 
-def test_facts_naming_two_orders_are_flagged_and_the_smallest_id_used():
+def test_facts_naming_two_orders_are_flagged_and_the_first_named_kept():
     other = UUID("00000000-0000-4000-8000-0000000000bb")
     payment = payment_of(fact(K.CAPTURED, 100, order_id=other), fact(K.AUTHORIZED, 100))
-    assert payment.order_id == ORDER
+    assert payment.order_id == other
     assert [a.kind for a in payment.anomalies] == [AnomalyKind.ORDER_CONFLICT]
+    payment = payment_of(fact(K.AUTHORIZED, 100), fact(K.CAPTURED, 100, order_id=other))
+    assert payment.order_id == ORDER
 
 
 def test_an_anomaly_kind_is_flagged_once():
@@ -212,3 +217,64 @@ def test_a_redelivered_fact_through_the_application_changes_nothing():
     assert (first.changed, again.changed) == (True, False)
     assert app.recorder.max_notification_id() == position
     assert again.payment.version == first.payment.version
+
+
+# Issue 11, item 12: refunds that fail later, and refunds reported as running totals.
+
+
+def test_a_refund_that_failed_later_is_reversed_whichever_arrives_first():
+    refund = fact(K.REFUNDED, 300, refund_id="re_1")
+    reversal = fact(K.REFUND_REVERSED, 300, refund_id="re_1")
+    for facts in ([refund, reversal], [reversal, refund]):
+        payment = payment_of(fact(K.CAPTURED, 1000), fact(K.REFUNDED, 200, refund_id="re_2"), *facts)
+        assert payment.refunds == {"re_2": 200}
+        assert payment.amount_refunded == 200
+        assert payment.status is PaymentStatus.PARTIALLY_REFUNDED
+
+
+def test_a_payment_whose_only_refund_was_reversed_is_captured_again():
+    payment = payment_of(fact(K.CAPTURED, 1000), fact(K.REFUNDED, 1000, refund_id="re_1"))
+    assert payment.status is PaymentStatus.REFUNDED
+    assert payment.record(fact(K.REFUND_REVERSED, 1000, refund_id="re_1"), CONTEXT)
+    assert not payment.record(fact(K.REFUND_REVERSED, 1000, refund_id="re_1"), CONTEXT)
+    assert (payment.status, payment.amount_refunded) == (PaymentStatus.CAPTURED, 0)
+
+
+def running_total(amount: int) -> GatewayEvent:
+    return replace(fact(K.REFUNDED, amount, refund_id="ch_1"), total_ref="ch_1")
+
+
+def test_a_running_total_of_refunds_counts_its_largest_report_without_an_anomaly():
+    payment = payment_of(fact(K.CAPTURED, 1000), running_total(300), running_total(700), running_total(300))
+    assert payment.amount_refunded == 700
+    assert payment.anomalies == ()
+
+
+def test_a_reversal_naming_a_running_total_takes_the_failed_refund_off_it():
+    reversal = replace(fact(K.REFUND_REVERSED, 300, refund_id="re_9"), total_ref="ch_1")
+    payment = payment_of(fact(K.CAPTURED, 1000), running_total(700), reversal)
+    assert payment.amount_refunded == 400
+    assert payment_of(fact(K.CAPTURED, 1000), reversal, running_total(700)).amount_refunded == 400
+
+
+def test_a_total_keyed_by_something_else_than_what_it_totals_is_refused():
+    with pytest.raises(InvalidCommandError):
+        payment_of(replace(fact(K.REFUNDED, 5, refund_id="re_1"), total_ref="ch_1"))
+
+
+def test_a_refund_event_stored_as_v1_is_upcast_as_one_refund():
+    app = Daybook({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    stored = StoredEvent(
+        originator_id=uuid4(),
+        originator_version=2,
+        topic=get_topic(Payment.Refunded),
+        state=(
+            b'{"timestamp":"2024-05-01T10:00:00+00:00","merchant_id":"' + str(MERCHANT).encode() + b'",'
+            b'"metadata":{"actor":"gateway:stripe","request_id":"1"},"event_id":"evt_1","order_id":null,'
+            b'"amount":300,"currency":"EUR","refund_id":"re_1"}'
+        ),
+    )
+    event = app.mapper.to_domain_event(stored)
+    assert isinstance(event, Payment.Refunded)
+    assert (event.refund_id, event.amount, event.total_ref) == ("re_1", 300, None)
+    assert app.mapper.to_stored_event(event).state.endswith(b'"class_version":2}')

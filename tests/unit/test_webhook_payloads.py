@@ -134,6 +134,8 @@ def test_stripe_refund_listed_twice_with_different_amounts_is_malformed() -> Non
 
 
 def test_stripe_failed_and_canceled_refunds_are_not_refunds() -> None:
+    # Issue 11, item 12 changed this test: a pending refund no longer counts (only a
+    # succeeded one does), and failed or canceled ones are reversals, not skipped.
     listed = [
         refund("re_1", 300, status="failed"),
         refund("re_2", 700, status="succeeded"),
@@ -142,7 +144,53 @@ def test_stripe_failed_and_canceled_refunds_are_not_refunds() -> None:
     ]
     facts = parse_stripe(stripe_body("charge.refunded", charge(listed)))
     assert isinstance(facts, list)
-    assert [f.refund_id for f in facts] == ["re_2", "re_4"]
+    assert [f.refund_id for f in facts if f.kind is GatewayEventKind.REFUNDED] == ["re_2"]
+    assert [f.refund_id for f in facts if f.kind is GatewayEventKind.REFUND_REVERSED] == ["re_1", "re_3"]
+
+
+def test_stripe_a_pending_refund_alone_is_not_counted_yet() -> None:
+    body = stripe_body("charge.refunded", charge([refund("re_1", 300, status="pending")]))
+    assert parse_stripe(body) == Ignored("charge.refunded", "no refund listed")
+
+
+def test_stripe_charge_refunded_without_a_refunds_list_counts_the_charges_amount_refunded() -> None:
+    obj = charge([refund("re_1", 300), refund("re_2", 200)])
+    del obj["refunds"]  # recent API versions do not embed the list
+    facts = parse_stripe(stripe_body("charge.refunded", obj))
+    assert facts == [
+        stripe_fact(
+            GatewayEventKind.REFUNDED, 500, currency="EUR", order_id=None, refund_id="ch_3Mt", total_ref="ch_3Mt"
+        )
+    ]
+
+
+def test_stripe_charge_refunded_without_a_list_and_nothing_refunded_is_ignored() -> None:
+    obj = charge([])
+    del obj["refunds"]
+    assert isinstance(parse_stripe(stripe_body("charge.refunded", obj)), Ignored)
+
+
+@pytest.mark.parametrize("event_type", ["charge.refund.updated", "refund.updated", "refund.failed"])
+@pytest.mark.parametrize("status", ["failed", "canceled"])
+def test_stripe_a_refund_that_failed_later_is_reversed_naming_its_charge(event_type: str, status: str) -> None:
+    obj = {**refund("re_1", 300, status=status), "currency": "eur", "payment_intent": "pi_3Mt", "charge": "ch_3Mt"}
+    facts = parse_stripe(stripe_body(event_type, obj))
+    assert facts == [
+        stripe_fact(
+            GatewayEventKind.REFUND_REVERSED,
+            300,
+            currency="EUR",
+            order_id=None,
+            refund_id="re_1",
+            total_ref="ch_3Mt",
+        )
+    ]
+
+
+@pytest.mark.parametrize("status", ["succeeded", "pending", None])
+def test_stripe_a_refund_object_in_any_other_state_is_ignored_as_charge_refunded_counts_it(status: str | None) -> None:
+    obj = {**refund("re_1", 300, status=status), "currency": "eur", "payment_intent": "pi_3Mt", "charge": "ch_3Mt"}
+    assert isinstance(parse_stripe(stripe_body("refund.updated", obj)), Ignored)
 
 
 def test_stripe_charge_refunded_without_refunds_listed_is_ignored() -> None:
