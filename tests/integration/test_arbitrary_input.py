@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,6 +27,7 @@ from litestar.testing import TestClient
 
 from adapters.settings import Settings
 from api.webhooks.signatures import sign_standard, sign_stripe
+from projections import quarantine
 from tests.integration.conftest import create_merchant
 from tests.integration.inbox_running import InboxDrain
 from tests.integration.serving import wait_for
@@ -191,8 +193,10 @@ def drain(database_url: str, api_settings: Settings) -> Iterator[InboxDrain]:
 
 
 def _projected_and_consistent(client: TestClient[Any], merchant: dict[str, Any], database_url: str, seen: Seen) -> None:
-    """The projections reached the head, and every touched read-model row equals the events."""
+    """The projections reached the head with nothing quarantined, and every touched row equals the events."""
     wait_for(lambda: projections_caught_up(database_url), timeout_s=60, what="projections to reach the head")
+    with psycopg.connect(database_url) as conn:
+        assert quarantine.counts(conn) == {}, "an accepted input must never poison a read model"
     headers = merchant["headers"]
     for sku in seen.skus:
         projected = client.get(f"/v1/inventory/{quote(sku, safe='')}", headers=headers)
