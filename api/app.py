@@ -74,6 +74,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             batch_size_max=settings.batch_size_max,
             batch_wait_ms=settings.batch_wait_ms,
             queue_size_max=settings.batch_queue_size_max,
+            merchant_queue_size_max=settings.batch_merchant_queue_size_max,
             conflict_retries_max=settings.batch_conflict_retries_max,
             name="api",
             on_batch=observe_batch,
