@@ -31,7 +31,7 @@ from api.controllers.payments import PaymentsController, ReconciliationControlle
 from api.maintenance import purge_idempotency_keys_forever
 from api.metrics import PROJECTION_LAG, RequestMetricsMiddleware, observe_batch, track_queue_depth
 from api.problems import exception_handlers
-from api.rate_limit import RateLimiter
+from api.rate_limit import SharedRateLimiter, add_rate_limit_headers
 from api.readiness import projection_lags
 from api.request_id import add_request_id_header
 from api.webhooks.controller import webhooks_router
@@ -84,6 +84,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
         broker = make_broker(redis_url)
         inbox_writer = InboxWriter(database_url, settings, redis_url, broker)
         await inbox_writer.start()
+        rate_limiter = SharedRateLimiter(redis_url, settings.rate_limit_per_minute)
         tune_gc()
         app.state.update(
             settings=settings,
@@ -92,7 +93,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             daybook=daybook,
             committer=committer,
             key_resolver=KeyResolver(pool, settings.admin_key),
-            rate_limiter=RateLimiter(settings.rate_limit_per_minute),
+            rate_limiter=rate_limiter,
             broker=broker,
             webhook_secrets=SecretsCache(pool),
             inbox_writer=inbox_writer,
@@ -102,6 +103,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             yield
         finally:
             housekeeping.cancel()
+            await rate_limiter.close()
             await inbox_writer.stop()
             broker.close()
             committer.stop(timeout_seconds=10.0)
@@ -127,7 +129,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             DefineMiddleware(ApiKeyAuthentication, exclude=PUBLIC_PATHS),
         ],
         exception_handlers=exception_handlers(),
-        before_send=[add_request_id_header],
+        before_send=[add_request_id_header, add_rate_limit_headers],
         request_max_body_size=settings.body_size_max_bytes,
         openapi_config=OpenAPIConfig(
             title="Daybook",

@@ -38,6 +38,8 @@ class HealthController(Controller):
     def readyz(self, state: State) -> Response[Readiness]:
         """200 when PostgreSQL and Redis answer and projections keep up; else 503 with reasons."""
         reasons = check_readiness(state.pool, state.redis, state.settings.projection_lag_max)
+        if (rate_limit_reason := state.rate_limiter.degraded_reason) is not None:
+            reasons.append(rate_limit_reason)
         if reasons:
             return Response(Readiness("unavailable", reasons), status_code=503)
         return Response(Readiness("ready", []), status_code=200)
