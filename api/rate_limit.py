@@ -118,7 +118,7 @@ class SharedRateLimiter:
 
     def __init__(self, redis_url: str, per_minute: int) -> None:
         self.per_minute = per_minute
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
+        pool: redis.asyncio.BlockingConnectionPool[Any] = redis.asyncio.BlockingConnectionPool.from_url(
             redis_url,
             max_connections=REDIS_CONNECTIONS_MAX,
             timeout=REDIS_TIMEOUT_SECONDS,
@@ -137,7 +137,7 @@ class SharedRateLimiter:
 
     async def close(self) -> None:
         """Closes the Redis connections."""
-        await self._redis.aclose()
+        await self._redis.aclose()  # type: ignore[attr-defined]  # the stubs predate redis 5
 
     @property
     def degraded_reason(self) -> str | None:
