@@ -28,7 +28,7 @@ from api.controllers.health import HealthController
 from api.controllers.inventory import InventoryController
 from api.controllers.orders import OrdersController
 from api.controllers.payments import PaymentsController, ReconciliationController
-from api.maintenance import purge_idempotency_keys_forever
+from api.maintenance import maintain_idempotency_partitions_forever
 from api.metrics import PROJECTION_LAG, RequestMetricsMiddleware, observe_batch, track_queue_depth
 from api.problems import exception_handlers
 from api.rate_limit import SharedRateLimiter, add_rate_limit_headers
@@ -98,7 +98,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             webhook_secrets=SecretsCache(pool),
             inbox_writer=inbox_writer,
         )
-        housekeeping = asyncio.get_running_loop().create_task(purge_idempotency_keys_forever(app.state))
+        housekeeping = asyncio.get_running_loop().create_task(maintain_idempotency_partitions_forever(app.state))
         try:
             yield
         finally:
