@@ -29,6 +29,8 @@ from api.controllers.inventory import InventoryController
 from api.controllers.orders import OrdersController
 from api.controllers.payments import PaymentsController, ReconciliationController
 from api.maintenance import maintain_idempotency_partitions_forever
+from api.media_types import JsonBodyMiddleware
+from api.methods import allow_headers, complete_allow_header
 from api.metrics import PROJECTION_LAG, RequestMetricsMiddleware, observe_batch, track_queue_depth
 from api.problems import exception_handlers
 from api.rate_limit import SharedRateLimiter, add_rate_limit_headers
@@ -111,7 +113,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             redis_client.close()
             pool.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             HealthController,
             AdminController,
@@ -124,12 +126,9 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
         ],
         lifespan=[lifespan],
         state=State({"settings": settings}),
-        middleware=[
-            RequestMetricsMiddleware,
-            DefineMiddleware(ApiKeyAuthentication, exclude=PUBLIC_PATHS),
-        ],
+        middleware=[DefineMiddleware(ApiKeyAuthentication, exclude=PUBLIC_PATHS), JsonBodyMiddleware()],
         exception_handlers=exception_handlers(),
-        before_send=[add_request_id_header, add_rate_limit_headers],
+        before_send=[add_request_id_header, add_rate_limit_headers, complete_allow_header],
         request_max_body_size=settings.body_size_max_bytes,
         openapi_config=OpenAPIConfig(
             title="Daybook",
@@ -141,6 +140,10 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
         debug=False,
         logging_config=None,
     )
+    app.state.allow_headers = allow_headers(app)
+    # Around everything (routing and exception handling included), so every status sent is counted.
+    app.asgi_handler = RequestMetricsMiddleware(app.asgi_handler)
+    return app
 
 
 def create_app_from_env() -> Litestar:

@@ -23,7 +23,7 @@ def parse_min_position(value: str | None) -> int | None:
     """The position asked for, or ``None``; 400 for anything but a non-negative integer."""
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 19:
+    if not (value.isascii() and value.isdigit()) or len(value) > 19:  # "²".isdigit() is true
         raise ApiError(400, "invalid_request", "X-Daybook-Min-Position must be a non-negative integer.")
     return int(value)
 

@@ -26,9 +26,9 @@ class PaymentsController(Controller):
 
     path = "/v1/payments"
     tags = ["payments"]
-    guards = [merchant_or_auditor]
+    # Guards sit on the handlers: the route's OPTIONS handler answers without authentication.
 
-    @get("/{payment_id:uuid}", operation_id="getPayment")
+    @get("/{payment_id:uuid}", operation_id="getPayment", guards=[merchant_or_auditor])
     async def get_one(self, request: Request[Any, Any, Any], payment_id: FromPath[uuid.UUID]) -> PaymentRead:
         """The payment; replayed from its events when the read model has not caught up yet."""
         merchant_id, daybook = merchant_of(request), request.app.state.daybook
@@ -40,7 +40,7 @@ class PaymentsController(Controller):
             lambda _: PaymentRead.of(daybook.get_payment(merchant_id, payment_id)),
         )
 
-    @get("/", operation_id="listPayments")
+    @get("/", operation_id="listPayments", guards=[merchant_or_auditor])
     async def list_payments(
         self,
         request: Request[Any, Any, Any],
@@ -66,9 +66,8 @@ class ReconciliationController(Controller):
 
     path = "/v1/reconciliation"
     tags = ["reconciliation"]
-    guards = [merchant_or_auditor]
 
-    @get("/issues", operation_id="listReconciliationIssues")
+    @get("/issues", operation_id="listReconciliationIssues", guards=[merchant_or_auditor])
     async def issues(
         self,
         request: Request[Any, Any, Any],
