@@ -18,7 +18,6 @@ from psycopg import Connection
 
 from api.commands import check_as_of
 from api.consistency import HEADER, wait_for_position
-from api.pagination import encode_cursor
 
 T = TypeVar("T")
 
@@ -51,7 +50,7 @@ async def read_page(
     projections: Sequence[str],
     page_size: int,
     fetch: Callable[[Connection[Any], int], list[T]],
-    position_of: Callable[[T], Sequence[Any]],
+    cursor_of: Callable[[T], str],
 ) -> tuple[list[T], str | None]:
     """One page (``fetch`` is asked for one row more, to know whether another page follows)."""
     state = request.app.state
@@ -65,4 +64,4 @@ async def read_page(
     if len(rows) <= page_size:
         return rows, None
     rows = rows[:page_size]
-    return rows, encode_cursor(*position_of(rows[-1]))
+    return rows, cursor_of(rows[-1])

@@ -13,7 +13,7 @@ from api.auth import merchant_only, merchant_or_auditor
 from api.bodies import strict_body
 from api.commands import context_of, merchant_of, run
 from api.idempotency import IdempotencyMiddleware
-from api.pagination import check_limit, decode_cursor
+from api.pagination import check_limit, decode_level_cursor, level_cursor
 from api.reads import read_one, read_page
 from api.schemas import AdjustmentCreate, LevelPage, LevelRead, ReceiptCreate
 from domain.commands import AdjustStock, ReceiveStock
@@ -81,13 +81,12 @@ class InventoryController(Controller):
     ) -> LevelPage:
         """Levels in SKU order, a page at a time."""
         merchant_id, page_size = merchant_of(request), check_limit(limit)
-        after = decode_cursor(cursor, 1)
-        after_sku = str(after[0]) if after else ""
+        after_sku = decode_level_cursor(cursor)
         rows, next_cursor = await read_page(
             request,
             PROJECTIONS,
             page_size,
             lambda conn, size: read_store.levels(conn, merchant_id, after_sku, size),
-            lambda level: (level.sku,),
+            lambda level: level_cursor(level.sku),
         )
         return LevelPage(rows, next_cursor)

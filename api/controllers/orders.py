@@ -15,7 +15,7 @@ from api.auth import merchant_only, merchant_or_auditor
 from api.bodies import strict_body
 from api.commands import POSITION_HEADER, context_of, merchant_of, run
 from api.idempotency import IdempotencyMiddleware
-from api.pagination import check_limit, decode_cursor, decode_time_id_cursor, encode_cursor
+from api.pagination import check_limit, decode_time_id_cursor, decode_version_cursor, time_id_cursor, version_cursor
 from api.problems import ApiError
 from api.reads import read_one, read_page
 from api.schemas import EventPage, OrderCreate, OrderPage, OrderRead
@@ -109,7 +109,7 @@ class OrdersController(Controller):
             PROJECTIONS,
             page_size,
             lambda conn, size: read_store.orders(conn, merchant_id, status, after, size),
-            lambda order: (order.created_at.isoformat(), str(order.id)),
+            lambda order: time_id_cursor(order.created_at, order.id),
         )
         return OrderPage(rows, next_cursor)
 
@@ -137,10 +137,7 @@ class OrdersController(Controller):
         """The order's own event stream, in version order."""
         merchant_id, state = merchant_of(request), request.app.state
         page_size = check_limit(limit, limits.EVENT_PAGE_SIZE_MAX)
-        position = decode_cursor(cursor, 1)
-        after_version = position[0] if position else 0
-        if type(after_version) is not int or after_version < 0:
-            raise ApiError(400, "invalid_request", "The cursor is not one this API returned.")
+        after_version = decode_version_cursor(cursor)
 
         def page() -> Any:
             with state.pool.connection() as conn:
@@ -155,7 +152,7 @@ class OrdersController(Controller):
             raise ApiError(404, "not_found", "No such order.")
         more = len(rows) > page_size
         rows = rows[:page_size]
-        return EventPage(rows, encode_cursor(rows[-1].version) if more else None)
+        return EventPage(rows, version_cursor(rows[-1].version) if more else None)
 
 
 async def _placed_before(request: Request[Any, Any, Any], command: PlaceOrder) -> tuple[OrderView, dict[str, str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from litestar import Controller, Request, get
@@ -12,8 +11,7 @@ from litestar.params import FromPath, FromQuery
 from api import read_store
 from api.auth import merchant_or_auditor
 from api.commands import merchant_of
-from api.pagination import EPOCH, NIL, check_limit, decode_cursor, decode_time_id_cursor
-from api.problems import ApiError
+from api.pagination import check_limit, decode_issue_cursor, decode_time_id_cursor, issue_cursor, time_id_cursor
 from api.reads import read_one, read_page
 from api.schemas import IssuePage, IssueRead, PaymentPage, PaymentRead
 
@@ -56,7 +54,7 @@ class PaymentsController(Controller):
             PAYMENT_PROJECTIONS,
             page_size,
             lambda conn, size: read_store.payments(conn, merchant_id, order_id, after, size),
-            lambda row: (row.created_at.isoformat(), str(row.id)),
+            lambda row: time_id_cursor(row.created_at, row.id),
         )
         return PaymentPage(rows, next_cursor)
 
@@ -76,20 +74,12 @@ class ReconciliationController(Controller):
     ) -> IssuePage:
         """Payments without a known order, overpayments, currency mismatches, paid_unfulfillable orders."""
         merchant_id, page_size = merchant_of(request), check_limit(limit)
-        position = decode_cursor(cursor, 3)
-        try:
-            after = (
-                (datetime.fromisoformat(position[0]), uuid.UUID(position[1]), str(position[2]))
-                if position
-                else (EPOCH, NIL, "")
-            )
-        except (TypeError, ValueError) as error:
-            raise ApiError(400, "invalid_request", "The cursor is not one this API returned.") from error
+        after = decode_issue_cursor(cursor)
         rows, next_cursor = await read_page(
             request,
             ISSUE_PROJECTIONS,
             page_size,
             lambda conn, size: read_store.reconciliation_issues(conn, merchant_id, after, size),
-            lambda row: (row.created_at.isoformat(), str(row.sort_id), row.kind),
+            lambda row: issue_cursor(row.created_at, row.sort_id, row.kind),
         )
         return IssuePage([IssueRead(row.kind, row.detail, row.order_id, row.payment_id) for row in rows], next_cursor)
