@@ -13,8 +13,6 @@ import redis
 from litestar import Controller, Litestar, Response, get
 from litestar.datastructures import State
 from litestar.middleware.base import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from adapters.broker import make_broker
@@ -32,6 +30,7 @@ from api.maintenance import maintain_idempotency_partitions_forever
 from api.media_types import JsonBodyMiddleware
 from api.methods import allow_headers, complete_allow_header
 from api.metrics import PROJECTION_LAG, RequestMetricsMiddleware, observe_batch, track_queue_depth
+from api.openapi import OpenAPIController
 from api.problems import exception_handlers
 from api.rate_limit import SharedRateLimiter, add_rate_limit_headers
 from api.readiness import projection_lags
@@ -122,6 +121,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             OrdersController,
             PaymentsController,
             ReconciliationController,
+            OpenAPIController,
             webhooks_router(settings),
         ],
         lifespan=[lifespan],
@@ -130,13 +130,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
         exception_handlers=exception_handlers(),
         before_send=[add_request_id_header, add_rate_limit_headers, complete_allow_header],
         request_max_body_size=settings.body_size_max_bytes,
-        openapi_config=OpenAPIConfig(
-            title="Daybook",
-            version="1.0.0",
-            description="Event-sourced financial core for commerce.",
-            path="/schema",
-            render_plugins=[JsonRenderPlugin()],
-        ),
+        openapi_config=None,  # the document is api/openapi.py's
         debug=False,
         logging_config=None,
     )

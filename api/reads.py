@@ -17,7 +17,7 @@ from litestar import Request
 from psycopg import Connection
 
 from api.commands import check_as_of
-from api.consistency import HEADER, wait_for_position
+from api.consistency import HEADER, parse_min_position, wait_for_position
 
 T = TypeVar("T")
 
@@ -31,6 +31,7 @@ async def read_one(
 ) -> T:
     """The resource from its read model, else replayed from its events (as of ``as_of``)."""
     state = request.app.state
+    parse_min_position(request.headers.get(HEADER))  # refused even where ?as_of= makes it moot
     if as_of is None:
         await wait_for_position(state, request.headers.get(HEADER), projections)
 

@@ -30,6 +30,13 @@ class Money(msgspec.Struct, forbid_unknown_fields=True):
     currency: Currency
 
 
+class UnitPrice(msgspec.Struct, forbid_unknown_fields=True):
+    """A line's price per unit: money, at most ``UNIT_PRICE_MAX`` minor units."""
+
+    amount: Annotated[int, msgspec.Meta(ge=0, le=limits.UNIT_PRICE_MAX)]
+    currency: Currency
+
+
 class ReceiptCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Body of ``POST /v1/inventory/{sku}/receipts``."""
 
@@ -64,7 +71,7 @@ class LineCreate(msgspec.Struct, forbid_unknown_fields=True):
 
     sku: Sku
     quantity: Annotated[int, msgspec.Meta(ge=limits.LINE_QUANTITY_MIN, le=limits.LINE_QUANTITY_MAX)]
-    unit_price: Money
+    unit_price: UnitPrice
 
 
 class OrderCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -45,6 +45,10 @@ LINE_QUANTITY_MAX: Final = 10_000
 HOLD_SECONDS_MIN: Final = 60
 HOLD_SECONDS_DEFAULT: Final = 900
 HOLD_SECONDS_MAX: Final = 86_400
+UNIT_PRICE_MAX: Final = AMOUNT_MAX // (LINES_MAX * LINE_QUANTITY_MAX)
+"""The highest unit price of an order line (9,223,372,036,854 minor units): every order
+within the line bounds then has a total within ``AMOUNT_MAX``, so a request the schema
+accepts is never refused for its sum."""
 
 # Pages.
 PAGE_SIZE_DEFAULT: Final = 50
@@ -60,6 +64,7 @@ assert 1 <= PAGE_SIZE_DEFAULT <= PAGE_SIZE_MAX <= EVENT_PAGE_SIZE_MAX
 # units can each be priced up to AMOUNT_MAX / 10**6 without the sum overflowing, and
 # the domain refuses any order whose sum would exceed AMOUNT_MAX.
 assert LINES_MAX * LINE_QUANTITY_MAX < AMOUNT_MAX
+assert UNIT_PRICE_MAX * LINE_QUANTITY_MAX * LINES_MAX <= AMOUNT_MAX
 assert RECEIPT_QUANTITY_MAX <= ON_HAND_MAX
 assert ADJUSTMENT_DELTA_MAX <= ON_HAND_MAX
 assert str(SKU_LENGTH_MAX) in SKU_PATTERN

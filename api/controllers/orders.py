@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import anyio.to_thread
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, JSONBody
 
 from api import read_store
 from api.auth import merchant_only, merchant_or_auditor
 from api.bodies import strict_body
 from api.commands import POSITION_HEADER, context_of, merchant_of, run
 from api.idempotency import IdempotencyMiddleware
-from api.pagination import check_limit, decode_time_id_cursor, decode_version_cursor, time_id_cursor, version_cursor
+from api.pagination import decode_time_id_cursor, decode_version_cursor, time_id_cursor, version_cursor
 from api.problems import ApiError
+from api.queries import as_of_of, choice_of, limit_of, query_value
 from api.reads import read_one, read_page
 from api.schemas import EventPage, OrderCreate, OrderPage, OrderRead
 from domain import limits
@@ -29,7 +29,7 @@ PROJECTIONS = ("orders",)
 # An order placed with an Idempotency-Key gets an id derived from it, so a retry after a
 # crash between commit and answer finds the order instead of placing a second one.
 ORDER_ID_NAMESPACE = uuid.UUID("0b7f5e62-3a55-4c1e-8d0e-2f41b8a1c7d3")
-Status = Literal[
+STATUSES = (
     "reserved",
     "paid",
     "partially_refunded",
@@ -38,7 +38,7 @@ Status = Literal[
     "expired",
     "disputed",
     "paid_unfulfillable",
-]
+)
 
 
 class OrdersController(Controller):
@@ -81,10 +81,9 @@ class OrdersController(Controller):
         self,
         request: Request[Any, Any, Any],
         order_id: FromPath[uuid.UUID],
-        as_of: FromQuery[datetime | None] = None,
     ) -> OrderRead:
         """The order, now or (``?as_of=``) as it was then, replayed from events."""
-        merchant_id, daybook = merchant_of(request), request.app.state.daybook
+        merchant_id, daybook, as_of = merchant_of(request), request.app.state.daybook, as_of_of(request)
         return await read_one(
             request,
             PROJECTIONS,
@@ -97,13 +96,11 @@ class OrdersController(Controller):
     async def list_orders(
         self,
         request: Request[Any, Any, Any],
-        status: FromQuery[Status | None] = None,
-        limit: FromQuery[int | None] = None,
-        cursor: FromQuery[str | None] = None,
     ) -> OrderPage:
         """Orders in creation order, optionally of one status, a page at a time."""
-        merchant_id, page_size = merchant_of(request), check_limit(limit)
-        after = decode_time_id_cursor(cursor)
+        merchant_id, page_size = merchant_of(request), limit_of(request)
+        status = choice_of(request, "status", STATUSES)
+        after = decode_time_id_cursor(query_value(request, "cursor"))
         rows, next_cursor = await read_page(
             request,
             PROJECTIONS,
@@ -131,13 +128,11 @@ class OrdersController(Controller):
         self,
         request: Request[Any, Any, Any],
         order_id: FromPath[uuid.UUID],
-        limit: FromQuery[int | None] = None,
-        cursor: FromQuery[str | None] = None,
     ) -> EventPage:
         """The order's own event stream, in version order."""
         merchant_id, state = merchant_of(request), request.app.state
-        page_size = check_limit(limit, limits.EVENT_PAGE_SIZE_MAX)
-        after_version = decode_version_cursor(cursor)
+        page_size = limit_of(request, limits.EVENT_PAGE_SIZE_MAX)
+        after_version = decode_version_cursor(query_value(request, "cursor"))
 
         def page() -> Any:
             with state.pool.connection() as conn:

@@ -6,12 +6,13 @@ import uuid
 from typing import Any
 
 from litestar import Controller, Request, get
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath
 
 from api import read_store
 from api.auth import merchant_or_auditor
 from api.commands import merchant_of
-from api.pagination import check_limit, decode_issue_cursor, decode_time_id_cursor, issue_cursor, time_id_cursor
+from api.pagination import decode_issue_cursor, decode_time_id_cursor, issue_cursor, time_id_cursor
+from api.queries import limit_of, query_value, uuid_of
 from api.reads import read_one, read_page
 from api.schemas import IssuePage, IssueRead, PaymentPage, PaymentRead
 
@@ -42,13 +43,11 @@ class PaymentsController(Controller):
     async def list_payments(
         self,
         request: Request[Any, Any, Any],
-        order_id: FromQuery[uuid.UUID | None] = None,
-        limit: FromQuery[int | None] = None,
-        cursor: FromQuery[str | None] = None,
     ) -> PaymentPage:
         """Payments in creation order, optionally of one order, a page at a time."""
-        merchant_id, page_size = merchant_of(request), check_limit(limit)
-        after = decode_time_id_cursor(cursor)
+        merchant_id, page_size = merchant_of(request), limit_of(request)
+        order_id = uuid_of(request, "order_id")
+        after = decode_time_id_cursor(query_value(request, "cursor"))
         rows, next_cursor = await read_page(
             request,
             PAYMENT_PROJECTIONS,
@@ -69,12 +68,10 @@ class ReconciliationController(Controller):
     async def issues(
         self,
         request: Request[Any, Any, Any],
-        limit: FromQuery[int | None] = None,
-        cursor: FromQuery[str | None] = None,
     ) -> IssuePage:
         """Payments without a known order, overpayments, currency mismatches, paid_unfulfillable orders."""
-        merchant_id, page_size = merchant_of(request), check_limit(limit)
-        after = decode_issue_cursor(cursor)
+        merchant_id, page_size = merchant_of(request), limit_of(request)
+        after = decode_issue_cursor(query_value(request, "cursor"))
         rows, next_cursor = await read_page(
             request,
             ISSUE_PROJECTIONS,
