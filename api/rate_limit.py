@@ -30,6 +30,7 @@ import redis.asyncio
 import redis.exceptions
 from litestar.datastructures import MutableScopeHeaders
 from litestar.types import Message, Scope
+from prometheus_client import Counter
 
 from api.problems import ApiError
 
@@ -38,10 +39,17 @@ log = logging.getLogger(__name__)
 BUCKETS_MAX = 100_000
 REDIS_RETRY_SECONDS = 1.0
 """After a Redis failure, requests use the local buckets for this long before Redis is tried again."""
-REDIS_TIMEOUT_SECONDS = 0.25
-REDIS_CONNECTIONS_MAX = 32
+REDIS_TIMEOUT_SECONDS = 0.5
+REDIS_CONNECTIONS_MAX = 64
+REDIS_CONNECTION_WAIT_SECONDS = 1.0
+"""How long a request waits for a free connection of the pool (a busy process, not a Redis failure)."""
 POLICY_NAME = "per-key"
 _STATE_KEY = "rate_limit_headers"
+DECISIONS = Counter(
+    "daybook_rate_limit_decisions_total",
+    "Rate-limit decisions by where they were made (redis: shared by every API process; process: fallback)",
+    ["store", "outcome"],
+)
 _WINDOW_SECONDS = 60
 
 # GCRA: the key's theoretical arrival time (TAT, µs of the Redis clock) moves one
@@ -121,7 +129,7 @@ class SharedRateLimiter:
         pool: redis.asyncio.BlockingConnectionPool[Any] = redis.asyncio.BlockingConnectionPool.from_url(
             redis_url,
             max_connections=REDIS_CONNECTIONS_MAX,
-            timeout=REDIS_TIMEOUT_SECONDS,
+            timeout=REDIS_CONNECTION_WAIT_SECONDS,
             socket_timeout=REDIS_TIMEOUT_SECONDS,
             socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
         )
@@ -155,8 +163,11 @@ class SharedRateLimiter:
                 self._redis_failed(error)
             else:
                 self._redis_answered()
+                DECISIONS.labels("redis", "admitted" if decision.admitted else "refused").inc()
                 return decision
-        return self.local.decide(key_id)
+        decision = self.local.decide(key_id)
+        DECISIONS.labels("process", "admitted" if decision.admitted else "refused").inc()
+        return decision
 
     async def admit(self, scope: Scope, key_id: str) -> None:
         """Lets the request on, noting its headers for the response; 429 ``rate_limited`` otherwise."""
