@@ -14,11 +14,7 @@ from domain import currencies, limits
 
 
 def _document_operations() -> set[tuple[str, str]]:
-    return {
-        (method.upper(), path)
-        for path, item in openapi_document()["paths"].items()
-        for method in item
-    }
+    return {(method.upper(), path) for path, item in openapi_document()["paths"].items() for method in item}
 
 
 def test_every_route_of_the_app_is_in_the_document_and_nothing_else() -> None:
