@@ -28,6 +28,7 @@ from dramatiq.middleware import (
 PROCESS_INBOX_ACTOR: Final = "process_inbox"
 SWEEP_INBOX_ACTOR: Final = "sweep_inbox"
 EXPIRE_HOLDS_ACTOR: Final = "expire_holds"
+CHECK_DRIFT_ACTOR: Final = "check_drift"
 PING_ACTOR: Final = "ping"
 INBOX_MESSAGE_ROWS_MAX: Final = 100
 """Inbox rows named by one ``process_inbox`` message."""

@@ -47,9 +47,11 @@ class Settings:
     rate_limit_per_minute: int = 6_000
     idempotency_ttl_hours: int = 24
     projection_lag_max: int = 10_000
+    projection_stall_seconds: float = 30.0
     read_wait_max_seconds: float = 5.0
     hold_expiry_interval_seconds: float = 5.0
     inbox_sweep_interval_seconds: float = 10.0
+    drift_check_interval_seconds: float = 300.0
     demo_merchant: bool = True
 
     @classmethod

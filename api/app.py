@@ -16,7 +16,7 @@ from litestar.middleware.base import DefineMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from adapters.broker import make_broker
-from adapters.database import connection_pool, eventsourcing_env
+from adapters.database import READER_ROLE, connection_pool, eventsourcing_env
 from adapters.logs import configure_logging
 from adapters.runtime import tune_gc
 from adapters.settings import Settings
@@ -29,11 +29,19 @@ from api.controllers.payments import PaymentsController, ReconciliationControlle
 from api.maintenance import maintain_idempotency_partitions_forever
 from api.media_types import JsonBodyMiddleware
 from api.methods import allow_headers, complete_allow_header
-from api.metrics import PROJECTION_LAG, RequestMetricsMiddleware, observe_batch, track_queue_depth
+from api.metrics import (
+    PROJECTION_IDLE,
+    PROJECTION_LAG,
+    PROJECTION_QUARANTINED,
+    READ_MODEL_DRIFT,
+    RequestMetricsMiddleware,
+    observe_batch,
+    track_queue_depth,
+)
 from api.openapi import OpenAPIController
 from api.problems import exception_handlers
 from api.rate_limit import SharedRateLimiter, add_rate_limit_headers
-from api.readiness import projection_lags
+from api.readiness import drifted_rows, projection_states
 from api.request_id import add_request_id_header
 from api.webhooks.controller import webhooks_router
 from api.webhooks.inbox_writer import InboxWriter
@@ -57,8 +65,13 @@ class MetricsController(Controller):
     def metrics(self, state: State) -> Response[bytes]:
         """Every metric, with projection lag read from the database at scrape time."""
         with contextlib.suppress(psycopg.Error), state.pool.connection(timeout=2.0) as conn:
-            for name, lag in projection_lags(conn).items():
-                PROJECTION_LAG.labels(projection=name).set(lag)
+            for name, projection in projection_states(conn).items():
+                PROJECTION_LAG.labels(projection=name).set(projection.lag)
+                PROJECTION_QUARANTINED.labels(projection=name).set(projection.quarantined)
+                idle = projection.idle_seconds if projection.lag > 0 and projection.idle_seconds is not None else 0.0
+                PROJECTION_IDLE.labels(projection=name).set(idle)
+            for name, drifted in drifted_rows(conn).items():
+                READ_MODEL_DRIFT.labels(projection=name).set(drifted)
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -68,6 +81,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         pool = connection_pool(database_url, settings, name="api")
+        read_pool = connection_pool(database_url, settings, name="api-read", role=READER_ROLE)
         redis_client = redis.Redis.from_url(redis_url, socket_timeout=5.0, health_check_interval=30)
         daybook = Daybook(env=eventsourcing_env(database_url, settings))
         committer = GroupCommitter(
@@ -90,6 +104,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
         app.state.update(
             settings=settings,
             pool=pool,
+            read_pool=read_pool,
             redis=redis_client,
             daybook=daybook,
             committer=committer,
@@ -110,6 +125,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             committer.stop(timeout_seconds=10.0)
             daybook.close()
             redis_client.close()
+            read_pool.close()
             pool.close()
 
     app = Litestar(

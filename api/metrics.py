@@ -26,6 +26,17 @@ WEBHOOK_OUTCOMES = Counter(
     "daybook_webhooks_total", "Webhook deliveries by gateway and outcome", ["gateway", "outcome"]
 )
 PROJECTION_LAG = Gauge("daybook_projection_lag_events", "Events not yet reflected by a projection", ["projection"])
+PROJECTION_QUARANTINED = Gauge(
+    "daybook_projection_quarantined", "Aggregates a projection set aside after failing to apply them", ["projection"]
+)
+READ_MODEL_DRIFT = Gauge(
+    "daybook_read_model_drift_rows", "Rows the last drift check found different from their events", ["projection"]
+)
+PROJECTION_IDLE = Gauge(
+    "daybook_projection_stalled_seconds",
+    "Seconds a projection that is behind has gone without advancing (0 when caught up)",
+    ["projection"],
+)
 
 
 def observe_batch(size: int, duration_s: float, conflict_retries: int) -> None:

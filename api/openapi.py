@@ -17,7 +17,7 @@ from litestar import Controller, Response, get
 
 from api import schemas
 from api.controllers.admin import MerchantCreate, MerchantCreated, SecretRotated
-from api.controllers.health import Health, Readiness
+from api.controllers.health import Health, ReadinessRead
 from api.openapi_operations import OPERATIONS, Operation, Param
 from api.openapi_schemas import WEBHOOK_EVENT, amend_components, to_openapi_30
 from api.problems import PROBLEM_MEDIA_TYPE
@@ -26,7 +26,7 @@ from domain import limits
 OPENAPI_MEDIA_TYPE = "application/vnd.oai.openapi+json"
 _TYPES = (
     Health,
-    Readiness,
+    ReadinessRead,
     MerchantCreate,
     MerchantCreated,
     SecretRotated,
@@ -191,7 +191,7 @@ def _operation(operation: Operation) -> dict[str, Any]:
         responses["503"] = {
             "description": "Not ready, with the reasons",
             "headers": {"X-Request-ID": {"$ref": "#/components/headers/X-Request-ID"}},
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}},
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReadinessRead"}}},
         }
     document: dict[str, Any] = {
         "operationId": operation.operation_id,

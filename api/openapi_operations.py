@@ -106,7 +106,7 @@ ORDER_LINKS = {
 OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/healthz", "healthz", "Liveness", "operator", (), 200, "Health"),
     Operation(
-        "get", "/readyz", "readyz", "Readiness: PostgreSQL, Redis, projection lag", "operator", (), 200, "Readiness"
+        "get", "/readyz", "readyz", "Readiness: PostgreSQL, Redis, projection lag", "operator", (), 200, "ReadinessRead"
     ),
     Operation(
         "get",

@@ -18,48 +18,70 @@ from psycopg import Connection, sql
 
 from api.schemas import EventRead, LevelRead, LineRead, Money, OrderRead, PaymentRead
 from domain.events import event_data, event_metadata, event_type, format_time, stream_type
-from domain.payments import AnomalyKind
+from domain.orders import OrderStatus, OrderView
+from domain.payments import AnomalyKind, PaymentView
+from projections.inventory import InventoryLevelsProjection
+from projections.orders import OrdersProjection
+from projections.payments import PaymentsProjection
 
+
+def _not_quarantined(projection: str, key: str) -> sql.Composed:
+    """Rows of aggregates the projection set aside are stale: reads replay those instead."""
+    return sql.SQL(
+        "NOT EXISTS (SELECT 1 FROM projection_quarantine q WHERE q.projection = {} AND q.quarantine_key = {})"
+    ).format(sql.Literal(projection), sql.Identifier(key))
+
+
+_LEVEL_LIVE = _not_quarantined(InventoryLevelsProjection.default_name, "item_id")
 _LEVEL_COLUMNS = sql.SQL("sku, on_hand, reserved, available, updated_at")
-_LEVEL = sql.SQL("SELECT {} FROM inventory_levels WHERE merchant_id = %s AND sku = %s").format(_LEVEL_COLUMNS)
-_LEVELS = sql.SQL("SELECT {} FROM inventory_levels WHERE merchant_id = %s AND sku > %s ORDER BY sku LIMIT %s").format(
-    _LEVEL_COLUMNS
+_LEVEL = sql.SQL("SELECT {} FROM inventory_levels WHERE merchant_id = %s AND sku = %s AND {}").format(
+    _LEVEL_COLUMNS, _LEVEL_LIVE
 )
+_LEVELS = sql.SQL(
+    "SELECT {} FROM inventory_levels WHERE merchant_id = %s AND sku > %s AND {} ORDER BY sku LIMIT %s"
+).format(_LEVEL_COLUMNS, _LEVEL_LIVE)
 
+_ORDER_LIVE = _not_quarantined(OrdersProjection.default_name, "order_id")
 _ORDER_COLUMNS = sql.SQL(
     "order_id, status, currency, customer_ref, lines, total, amount_captured, amount_refunded, "
     "payment_ids, hold_expires_at, created_at, updated_at"
 )
-_ORDER = sql.SQL("SELECT {} FROM orders_view WHERE merchant_id = %s AND order_id = %s").format(_ORDER_COLUMNS)
+_ORDER = sql.SQL("SELECT {} FROM orders_view WHERE merchant_id = %s AND order_id = %s AND {}").format(
+    _ORDER_COLUMNS, _ORDER_LIVE
+)
 _ORDERS = sql.SQL(
-    "SELECT {} FROM orders_view WHERE merchant_id = %s AND (created_at, order_id) > (%s, %s) "
+    "SELECT {} FROM orders_view WHERE merchant_id = %s AND (created_at, order_id) > (%s, %s) AND {} "
     "ORDER BY created_at, order_id LIMIT %s"
-).format(_ORDER_COLUMNS)
+).format(_ORDER_COLUMNS, _ORDER_LIVE)
 _ORDERS_BY_STATUS = sql.SQL(
     "SELECT {} FROM orders_view WHERE merchant_id = %s AND status = %s AND (created_at, order_id) > (%s, %s) "
-    "ORDER BY created_at, order_id LIMIT %s"
-).format(_ORDER_COLUMNS)
+    "AND {} ORDER BY created_at, order_id LIMIT %s"
+).format(_ORDER_COLUMNS, _ORDER_LIVE)
 _STREAM = sql.SQL(
     "SELECT notification_id, originator_id, originator_version, topic, state FROM daybook_events "
     "WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version LIMIT %s"
 )
 
+_PAYMENT_LIVE = _not_quarantined(PaymentsProjection.default_name, "payment_id")
 _PAYMENT_COLUMNS = sql.SQL(
     "payment_id, order_id, gateway, gateway_ref, status, amount_authorized, amount_captured, amount_refunded, "
     "currency, created_at, updated_at"
 )
-_PAYMENT = sql.SQL("SELECT {} FROM payments_view WHERE merchant_id = %s AND payment_id = %s").format(_PAYMENT_COLUMNS)
+_PAYMENT = sql.SQL("SELECT {} FROM payments_view WHERE merchant_id = %s AND payment_id = %s AND {}").format(
+    _PAYMENT_COLUMNS, _PAYMENT_LIVE
+)
 _PAYMENTS = sql.SQL(
-    "SELECT {} FROM payments_view WHERE merchant_id = %s AND (created_at, payment_id) > (%s, %s) "
+    "SELECT {} FROM payments_view WHERE merchant_id = %s AND (created_at, payment_id) > (%s, %s) AND {} "
     "ORDER BY created_at, payment_id LIMIT %s"
-).format(_PAYMENT_COLUMNS)
+).format(_PAYMENT_COLUMNS, _PAYMENT_LIVE)
 _PAYMENTS_OF_ORDER = sql.SQL(
     "SELECT {} FROM payments_view WHERE merchant_id = %s AND order_id = %s AND (created_at, payment_id) > (%s, %s) "
-    "ORDER BY created_at, payment_id LIMIT %s"
-).format(_PAYMENT_COLUMNS)
+    "AND {} ORDER BY created_at, payment_id LIMIT %s"
+).format(_PAYMENT_COLUMNS, _PAYMENT_LIVE)
 
 # A payment's paid_unfulfillable anomaly is left out: the order row below reports it
 # while the order is still in that status (a refund later resolves it).
+_UNFULFILLABLE = " but the stock could not be held again"
 _ISSUES = sql.SQL(
     "SELECT kind, order_id, payment_id, detail, created_at, sort_id FROM ("
     " SELECT anomaly->>'kind' AS kind, p.order_id, p.payment_id, anomaly->>'detail' AS detail,"
@@ -67,15 +89,19 @@ _ISSUES = sql.SQL(
     " FROM payments_view p CROSS JOIN LATERAL jsonb_array_elements(p.anomalies) AS anomaly"
     " WHERE p.merchant_id = %(merchant)s AND p.anomalies <> '[]'::jsonb"
     " AND (p.created_at, p.payment_id) >= (%(created)s, %(id)s)"
-    " AND anomaly->>'kind' <> %(unfulfillable)s"
+    " AND anomaly->>'kind' <> %(unfulfillable)s AND {payment_live}"
     " UNION ALL"
-    " SELECT %(unfulfillable)s, o.order_id, NULL::uuid,"
-    " 'paid ' || o.amount_captured || ' ' || o.currency || ' but the stock could not be held again',"
-    " o.created_at, o.order_id"
+    " SELECT %(unfulfillable)s, o.order_id, NULL::uuid, {unfulfillable_detail}, o.created_at, o.order_id"
     " FROM orders_view o WHERE o.merchant_id = %(merchant)s AND o.status = %(unfulfillable)s"
-    " AND (o.created_at, o.order_id) >= (%(created)s, %(id)s)"
+    " AND (o.created_at, o.order_id) >= (%(created)s, %(id)s) AND {order_live}"
     ") issues WHERE (created_at, sort_id, kind) > (%(created)s, %(id)s, %(kind)s)"
     " ORDER BY created_at, sort_id, kind LIMIT %(limit)s"
+).format(
+    payment_live=_PAYMENT_LIVE,
+    order_live=_ORDER_LIVE,
+    unfulfillable_detail=sql.SQL("'paid ' || o.amount_captured || ' ' || o.currency || {}").format(
+        sql.Literal(_UNFULFILLABLE)
+    ),
 )
 
 
@@ -230,3 +256,20 @@ def reconciliation_issues(
         "limit": limit,
     }
     return [IssueRow(*row) for row in conn.execute(_ISSUES, parameters)]
+
+
+def payment_issues(view: PaymentView) -> list[IssueRow]:
+    """A payment's reconciliation issues, as the list shows them (from a replayed payment)."""
+    return [
+        IssueRow(str(anomaly.kind), view.order_id, view.id, anomaly.detail, view.created_at, view.id)
+        for anomaly in view.anomalies
+        if anomaly.kind is not AnomalyKind.PAID_UNFULFILLABLE
+    ]
+
+
+def order_issues(view: OrderView) -> list[IssueRow]:
+    """An order's reconciliation issue, if it is paid but unfulfillable (from a replayed order)."""
+    if view.status is not OrderStatus.PAID_UNFULFILLABLE:
+        return []
+    detail = f"paid {view.amount_captured.amount} {view.currency}{_UNFULFILLABLE}"
+    return [IssueRow(AnomalyKind.PAID_UNFULFILLABLE.value, view.id, None, detail, view.created_at, view.id)]

@@ -17,6 +17,7 @@ from adapters.logs import configure_logging
 from adapters.migrate import migrate as apply_migrations
 from adapters.settings import Settings, SettingsError
 from daybook.embedded import embedded_servers
+from daybook.projections_cli import rebuild_command, retry_command
 from daybook.serve import serve as run_serve
 from workers.runner import run_forever
 
@@ -102,6 +103,10 @@ def projections(context: click.Context) -> None:
     if not settings.database_url or not settings.redis_url:
         raise click.UsageError("daybook projections needs DAYBOOK_DATABASE_URL and DAYBOOK_REDIS_URL")
     sys.exit(run_forever(settings, settings.database_url, settings.redis_url))
+
+
+projections.add_command(rebuild_command)
+projections.add_command(retry_command)
 
 
 @main.command()

@@ -4,56 +4,70 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 from eventsourcing.domain import Aggregate
-from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from domain.payments import Payment
 from projections.state import AggregateStateProjection
 
-_UPSERT = sql.SQL(
-    "INSERT INTO payments_view (payment_id, merchant_id, order_id, gateway, gateway_ref, status, "
-    "amount_authorized, amount_captured, amount_refunded, currency, anomalies, created_at, updated_at, "
-    "version, position) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-    "ON CONFLICT (payment_id) DO UPDATE SET order_id = EXCLUDED.order_id, status = EXCLUDED.status, "
-    "amount_authorized = EXCLUDED.amount_authorized, amount_captured = EXCLUDED.amount_captured, "
-    "amount_refunded = EXCLUDED.amount_refunded, currency = EXCLUDED.currency, anomalies = EXCLUDED.anomalies, "
-    "updated_at = EXCLUDED.updated_at, version = EXCLUDED.version, position = EXCLUDED.position "
-    "WHERE payments_view.version < EXCLUDED.version"
-)
-
 
 class PaymentsProjection(AggregateStateProjection):
     """Keeps ``payments_view`` equal to each payment's view."""
 
-    name = "payments"
+    default_name = "payments"
     aggregate_class = Payment
+    default_table = "payments_view"
+    columns = (
+        "payment_id",
+        "merchant_id",
+        "order_id",
+        "gateway",
+        "gateway_ref",
+        "status",
+        "amount_authorized",
+        "amount_captured",
+        "amount_refunded",
+        "currency",
+        "anomalies",
+        "created_at",
+        "updated_at",
+        "version",
+        "position",
+    )
+    key_column = "payment_id"
+    conflict_columns = ("payment_id",)
+    updated_columns = (
+        "order_id",
+        "status",
+        "amount_authorized",
+        "amount_captured",
+        "amount_refunded",
+        "currency",
+        "anomalies",
+        "updated_at",
+        "version",
+        "position",
+    )
 
-    def write(self, cursor: psycopg.Cursor[Any], aggregates: list[tuple[Aggregate, int]]) -> None:
-        """Upserts one row per payment."""
-        rows = []
-        for aggregate, position in aggregates:
-            assert isinstance(aggregate, Payment)
-            view = aggregate.view()
-            anomalies = [{"kind": str(anomaly.kind), "detail": anomaly.detail} for anomaly in view.anomalies]
-            rows.append(
-                (
-                    view.id,
-                    view.merchant_id,
-                    view.order_id,
-                    view.gateway,
-                    view.gateway_ref,
-                    str(view.status),
-                    view.amount_authorized,
-                    view.amount_captured,
-                    view.amount_refunded,
-                    view.currency,
-                    Jsonb(anomalies),
-                    view.created_at,
-                    view.updated_at,
-                    view.version,
-                    position,
-                )
-            )
-        cursor.executemany(_UPSERT, rows)
+    def row(self, aggregate: Aggregate, position: int) -> tuple[Any, ...]:
+        """The payment's row."""
+        assert isinstance(aggregate, Payment)
+        view = aggregate.view()
+        anomalies = [{"kind": str(anomaly.kind), "detail": anomaly.detail} for anomaly in view.anomalies]
+        return (
+            view.id,
+            view.merchant_id,
+            view.order_id,
+            view.gateway,
+            view.gateway_ref,
+            str(view.status),
+            view.amount_authorized,
+            view.amount_captured,
+            view.amount_refunded,
+            view.currency,
+            Jsonb(anomalies),
+            view.created_at,
+            view.updated_at,
+            view.version,
+            position,
+        )

@@ -19,4 +19,16 @@ def all_projections(app: Application[Any]) -> list[Projection]:
 
 def projection_names() -> list[str]:
     """The names of every projection (their rows in ``projection_tracking``)."""
-    return [InventoryLevelsProjection.name, OrdersProjection.name, PaymentsProjection.name]
+    return [InventoryLevelsProjection.default_name, OrdersProjection.default_name, PaymentsProjection.default_name]
+
+
+def projection_named(app: Application[Any], name: str) -> Projection:
+    """A fresh instance of the projection called ``name``.
+
+    Raises:
+        KeyError: no projection has that name.
+    """
+    for projection in all_projections(app):
+        if projection.name == name:
+            return projection
+    raise KeyError(name)

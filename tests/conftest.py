@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,19 +52,28 @@ def servers() -> Iterator[Servers]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def database_url(servers: Servers) -> Iterator[str]:
-    """A fresh, migrated database for this session; dropped afterwards."""
+@contextmanager
+def fresh_database(servers: Servers) -> Iterator[str]:
+    """A new, migrated database on the session's server; dropped afterwards."""
     name = f"daybook_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(servers.admin_database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     params = conninfo_to_dict(servers.admin_database_url)
     params["dbname"] = name
     url = make_conninfo(**params)
-    migrate(url)
-    yield url
-    with psycopg.connect(servers.admin_database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    try:
+        migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(servers.admin_database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def database_url(servers: Servers) -> Iterator[str]:
+    """A fresh, migrated database for this session; dropped afterwards."""
+    with fresh_database(servers) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from types import FrameType
 
 import dramatiq
 
-from adapters.broker import EXPIRE_HOLDS_ACTOR, SWEEP_INBOX_ACTOR, make_broker, send
+from adapters.broker import CHECK_DRIFT_ACTOR, EXPIRE_HOLDS_ACTOR, SWEEP_INBOX_ACTOR, make_broker, send
 from adapters.database import eventsourcing_env
 from adapters.runtime import tune_gc
 from adapters.settings import Settings
@@ -41,6 +41,7 @@ def scheduled_jobs(settings: Settings) -> list[PeriodicJob]:
     return [
         PeriodicJob(EXPIRE_HOLDS_ACTOR, settings.hold_expiry_interval_seconds),
         PeriodicJob(SWEEP_INBOX_ACTOR, settings.inbox_sweep_interval_seconds),
+        PeriodicJob(CHECK_DRIFT_ACTOR, settings.drift_check_interval_seconds),
     ]
 
 

@@ -18,6 +18,7 @@ import redis
 from psycopg_pool import ConnectionPool
 
 from adapters.broker import (
+    CHECK_DRIFT_ACTOR,
     EXPIRE_HOLDS_ACTOR,
     MAX_RETRIES,
     PING_ACTOR,
@@ -31,6 +32,7 @@ from adapters.runtime import tune_gc
 from adapters.settings import Settings
 from domain.application import Daybook
 from domain.groupcommit import GroupCommitter
+from workers.drift import check_drift
 from workers.holds import expire_due_holds
 from workers.inbox import process_rows, sweep_pending
 
@@ -122,3 +124,11 @@ def sweep_inbox() -> None:
     with _lock:
         pool = _pool()
     sweep_pending(pool, dramatiq.get_broker())
+
+
+@dramatiq.actor(actor_name=CHECK_DRIFT_ACTOR, max_retries=0, time_limit=TIME_LIMIT_MS)
+def check_read_models() -> None:
+    """Replays a sample of each read model's rows and records any drift (scheduled)."""
+    with _lock:
+        pool, committer = _pool(), _committer()
+    check_drift(pool, committer.app)

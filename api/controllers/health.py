@@ -15,8 +15,8 @@ class Health(msgspec.Struct):
     status: str
 
 
-class Readiness(msgspec.Struct):
-    """Readiness answer: ``ready`` or the reasons it is not."""
+class ReadinessRead(msgspec.Struct):
+    """Readiness answer: ``ready``, ``degraded`` (ready, with reasons) or ``unavailable``."""
 
     status: str
     reasons: list[str]
@@ -35,11 +35,20 @@ class HealthController(Controller):
         return Health("ok")
 
     @get("/readyz", operation_id="readyz", sync_to_thread=True)
-    def readyz(self, state: State) -> Response[Readiness]:
-        """200 when PostgreSQL and Redis answer and projections keep up; else 503 with reasons."""
-        reasons = check_readiness(state.pool, state.redis, state.settings.projection_lag_max)
+    def readyz(self, state: State) -> Response[ReadinessRead]:
+        """200 when PostgreSQL and Redis answer and projections keep up (``degraded`` with
+        quarantined events); else 503 with the reasons."""
+        settings = state.settings
+        verdict = check_readiness(
+            state.pool,
+            state.redis,
+            lag_max=settings.projection_lag_max,
+            stall_seconds=settings.projection_stall_seconds,
+        )
         if (rate_limit_reason := state.rate_limiter.degraded_reason) is not None:
-            reasons.append(rate_limit_reason)
-        if reasons:
-            return Response(Readiness("unavailable", reasons), status_code=503)
-        return Response(Readiness("ready", []), status_code=200)
+            verdict.reasons.append(rate_limit_reason)
+        if verdict.reasons:
+            return Response(ReadinessRead("unavailable", verdict.reasons + verdict.degraded), status_code=503)
+        if verdict.degraded:
+            return Response(ReadinessRead("degraded", verdict.degraded), status_code=200)
+        return Response(ReadinessRead("ready", []), status_code=200)

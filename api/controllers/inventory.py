@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, JSONBody
@@ -14,10 +15,13 @@ from api.commands import context_of, merchant_of, run
 from api.idempotency import IdempotencyMiddleware
 from api.pagination import decode_level_cursor, level_cursor
 from api.queries import as_of_of, limit_of, query_value
-from api.reads import read_one, read_page
+from api.reads import Quarantined, read_one, read_page
 from api.schemas import AdjustmentCreate, LevelPage, LevelRead, ReceiptCreate
+from domain.application import Daybook
 from domain.commands import AdjustStock, ReceiveStock
+from domain.inventory import InventoryItem
 from domain.validation import check_sku
+from projections.inventory import InventoryLevelsProjection
 
 PROJECTIONS = ("inventory_levels",)
 
@@ -79,11 +83,18 @@ class InventoryController(Controller):
         """Levels in SKU order, a page at a time."""
         merchant_id, page_size = merchant_of(request), limit_of(request)
         after_sku = decode_level_cursor(query_value(request, "cursor"))
+        daybook: Daybook = request.app.state.daybook
+
+        def replayed(item_id: UUID) -> list[LevelRead]:
+            item = daybook.replay_owned(item_id, InventoryItem, merchant_id)
+            return [LevelRead.of(item.level())] if item is not None and item.sku > after_sku else []
+
         rows, next_cursor = await read_page(
             request,
             PROJECTIONS,
             page_size,
             lambda conn, size: read_store.levels(conn, merchant_id, after_sku, size),
             lambda level: level_cursor(level.sku),
+            quarantined=[Quarantined(InventoryLevelsProjection.default_name, replayed, lambda level: level.sku)],
         )
         return LevelPage(rows, next_cursor)

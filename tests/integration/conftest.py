@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
 import pytest
 from litestar.testing import TestClient
 
+from adapters.database import eventsourcing_env
 from adapters.settings import Settings
 from api.app import create_app
+from domain.application import Daybook
+from projections.registry import all_projections
+from projections.runner import ProjectionRunner
 
 ADMIN_KEY = "dbk_admin_test_key_for_the_suite"
 
@@ -57,21 +63,23 @@ def auditor_headers(merchant: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {merchant['auditor_key']}"}
 
 
-@pytest.fixture(scope="session")
-def projections_running(database_url: str, api_settings: Settings) -> Iterator[None]:
-    """The projection runner following the session's database in a thread."""
-    import threading
-
-    from adapters.database import eventsourcing_env
-    from domain.application import Daybook
-    from projections.registry import all_projections
-    from projections.runner import ProjectionRunner
-
-    app = Daybook(env=eventsourcing_env(database_url, api_settings))
+@contextmanager
+def running_projections(database_url: str, settings: Settings) -> Iterator[ProjectionRunner]:
+    """The projection runner following ``database_url`` in a thread."""
+    app = Daybook(env=eventsourcing_env(database_url, settings))
     runner = ProjectionRunner(app, database_url, all_projections(app))
     thread = threading.Thread(target=runner.run_forever, name="projections", daemon=True)
     thread.start()
-    yield
-    runner.stop()
-    thread.join(timeout=10)
-    app.close()
+    try:
+        yield runner
+    finally:
+        runner.stop()
+        thread.join(timeout=10)
+        app.close()
+
+
+@pytest.fixture(scope="session")
+def projections_running(database_url: str, api_settings: Settings) -> Iterator[None]:
+    """The projection runner following the session's database in a thread."""
+    with running_projections(database_url, api_settings):
+        yield
