@@ -31,6 +31,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/hot_sku.py
 	$(BIN)/python bench/webhooks.py
+	$(BIN)/python bench/noisy_neighbour.py
 
 clean:
 	rm -rf $(VENV) .daybook .pytest_cache .mypy_cache .ruff_cache .hypothesis

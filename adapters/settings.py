@@ -39,6 +39,7 @@ class Settings:
     batch_size_max: int = 200
     batch_wait_ms: float = 2.0
     batch_queue_size_max: int = 10_000
+    batch_merchant_queue_size_max: int = 1_000
     batch_conflict_retries_max: int = 3
     body_size_max_bytes: int = 1_048_576
     webhook_body_size_max_bytes: int = 262_144
@@ -81,6 +82,7 @@ class Settings:
             "lock_timeout_ms",
             "batch_size_max",
             "batch_queue_size_max",
+            "batch_merchant_queue_size_max",
             "body_size_max_bytes",
             "webhook_body_size_max_bytes",
             "rate_limit_per_minute",

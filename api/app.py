@@ -13,8 +13,6 @@ import redis
 from litestar import Controller, Litestar, Response, get
 from litestar.datastructures import State
 from litestar.middleware.base import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from adapters.broker import make_broker
@@ -28,7 +26,9 @@ from api.controllers.health import HealthController
 from api.controllers.inventory import InventoryController
 from api.controllers.orders import OrdersController
 from api.controllers.payments import PaymentsController, ReconciliationController
-from api.maintenance import purge_idempotency_keys_forever
+from api.maintenance import maintain_idempotency_partitions_forever
+from api.media_types import JsonBodyMiddleware
+from api.methods import allow_headers, complete_allow_header
 from api.metrics import (
     PROJECTION_IDLE,
     PROJECTION_LAG,
@@ -38,8 +38,9 @@ from api.metrics import (
     observe_batch,
     track_queue_depth,
 )
+from api.openapi import OpenAPIController
 from api.problems import exception_handlers
-from api.rate_limit import RateLimiter
+from api.rate_limit import SharedRateLimiter, add_rate_limit_headers
 from api.readiness import drifted_rows, projection_states
 from api.request_id import add_request_id_header
 from api.webhooks.controller import webhooks_router
@@ -89,6 +90,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             batch_size_max=settings.batch_size_max,
             batch_wait_ms=settings.batch_wait_ms,
             queue_size_max=settings.batch_queue_size_max,
+            merchant_queue_size_max=settings.batch_merchant_queue_size_max,
             conflict_retries_max=settings.batch_conflict_retries_max,
             name="api",
             on_batch=observe_batch,
@@ -98,6 +100,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
         broker = make_broker(redis_url)
         inbox_writer = InboxWriter(database_url, settings, redis_url, broker)
         await inbox_writer.start()
+        rate_limiter = SharedRateLimiter(redis_url, settings.rate_limit_per_minute)
         tune_gc()
         app.state.update(
             settings=settings,
@@ -107,17 +110,18 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             daybook=daybook,
             committer=committer,
             key_resolver=KeyResolver(pool, settings.admin_key),
-            rate_limiter=RateLimiter(settings.rate_limit_per_minute),
+            rate_limiter=rate_limiter,
             broker=broker,
             webhook_secrets=SecretsCache(pool),
             webhook_limits=WebhookLimits(settings.webhook_rate_limit_per_minute),
             inbox_writer=inbox_writer,
         )
-        housekeeping = asyncio.get_running_loop().create_task(purge_idempotency_keys_forever(app.state))
+        housekeeping = asyncio.get_running_loop().create_task(maintain_idempotency_partitions_forever(app.state))
         try:
             yield
         finally:
             housekeeping.cancel()
+            await rate_limiter.close()
             await inbox_writer.stop()
             broker.close()
             committer.stop(timeout_seconds=10.0)
@@ -126,7 +130,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             read_pool.close()
             pool.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             HealthController,
             AdminController,
@@ -135,27 +139,23 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             OrdersController,
             PaymentsController,
             ReconciliationController,
+            OpenAPIController,
             webhooks_router(settings),
         ],
         lifespan=[lifespan],
         state=State({"settings": settings}),
-        middleware=[
-            RequestMetricsMiddleware,
-            DefineMiddleware(ApiKeyAuthentication, exclude=PUBLIC_PATHS),
-        ],
+        middleware=[DefineMiddleware(ApiKeyAuthentication, exclude=PUBLIC_PATHS), JsonBodyMiddleware()],
         exception_handlers=exception_handlers(),
-        before_send=[add_request_id_header],
+        before_send=[add_request_id_header, add_rate_limit_headers, complete_allow_header],
         request_max_body_size=settings.body_size_max_bytes,
-        openapi_config=OpenAPIConfig(
-            title="Daybook",
-            version="1.0.0",
-            description="Event-sourced financial core for commerce.",
-            path="/schema",
-            render_plugins=[JsonRenderPlugin()],
-        ),
+        openapi_config=None,  # the document is api/openapi.py's
         debug=False,
         logging_config=None,
     )
+    app.state.allow_headers = allow_headers(app)
+    # Around everything (routing and exception handling included), so every status sent is counted.
+    app.asgi_handler = RequestMetricsMiddleware(app.asgi_handler)
+    return app
 
 
 def create_app_from_env() -> Litestar:

@@ -141,11 +141,7 @@ class ApiKeyAuthentication(AbstractAuthenticationMiddleware):
         principal = await _in_thread(resolver.resolve, presented) if cached is False else cached
         if principal is None:
             raise ApiError(401, "unauthenticated", "The API key is not valid.")
-        retry_after_s = connection.app.state.rate_limiter.acquire(principal.key_id)
-        if retry_after_s is not None:
-            raise ApiError(
-                429, "rate_limited", "Too many requests for this API key.", headers={"Retry-After": str(retry_after_s)}
-            )
+        await connection.app.state.rate_limiter.admit(connection.scope, principal.key_id)
         return AuthenticationResult(user=principal, auth=None)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio.to_thread
@@ -56,25 +56,18 @@ class IdempotencyMiddleware:
         ttl = timedelta(hours=state.settings.idempotency_ttl_hours)
         lock = timedelta(seconds=state.settings.idempotency_lock_seconds)
 
-        def claim() -> idempotency_keys.StoredRequest | None:
+        def claim() -> datetime | idempotency_keys.StoredRequest:
             with state.pool.connection() as conn:
-                if idempotency_keys.claim(conn, merchant_id, key, body_hash, ttl, lock=lock):
-                    return None
-                earlier = idempotency_keys.find(conn, merchant_id, key)
-                if earlier is None:  # purged between the two statements: claim again
-                    if idempotency_keys.claim(conn, merchant_id, key, body_hash, ttl, lock=lock):
-                        return None
-                    raise ApiError(409, "idempotency_key_in_use", "A request with this key is still running.")
-                return earlier
+                return idempotency_keys.claim_or_find(conn, merchant_id, key, body_hash, ttl, lock=lock)
 
-        earlier = await anyio.to_thread.run_sync(claim)
-        if earlier is not None:
-            await _answer_repeat(earlier, body_hash, send)
+        claimed = await anyio.to_thread.run_sync(claim)
+        if isinstance(claimed, idempotency_keys.StoredRequest):
+            await _answer_repeat(claimed, body_hash, send)
             return
-        await self._run_and_store(scope, receive_again, send, merchant_id, key)
+        await self._run_and_store(scope, receive_again, send, merchant_id, key, claimed_at=claimed)
 
     async def _run_and_store(
-        self, scope: Scope, receive: Receive, send: Send, merchant_id: uuid.UUID, key: str
+        self, scope: Scope, receive: Receive, send: Send, merchant_id: uuid.UUID, key: str, *, claimed_at: datetime
     ) -> None:
         state = scope["app"].state
         status = 500
@@ -97,9 +90,11 @@ class IdempotencyMiddleware:
             with state.pool.connection() as conn:
                 if status < 500:
                     body = b"".join(chunks)
-                    idempotency_keys.complete(conn, merchant_id, key, status_code=status, headers=headers, body=body)
+                    idempotency_keys.complete(
+                        conn, merchant_id, key, claimed_at, status_code=status, headers=headers, body=body
+                    )
                 else:
-                    idempotency_keys.release(conn, merchant_id, key)
+                    idempotency_keys.release(conn, merchant_id, key, claimed_at)
 
         try:
             await self.app(scope, receive, capture)

@@ -13,26 +13,30 @@ from adapters import idempotency_keys
 
 log = logging.getLogger(__name__)
 
-PURGE_INTERVAL_S = 300.0
-PURGE_BATCH_MAX = 10_000
+MAINTENANCE_INTERVAL_S = 300.0
 
 
-async def purge_idempotency_keys_forever(state: Any) -> None:
-    """Deletes idempotency keys past their TTL, a bounded batch every few minutes.
+async def maintain_idempotency_partitions_forever(state: Any) -> None:
+    """Keeps the idempotency keys' day partitions: the coming days created, expired days dropped.
 
-    Several API processes may run it at once: the deletes are idempotent.
+    Every few minutes (a look at the catalog when there is nothing to do). Several API
+    processes may run it at once: creating and dropping are serialized in PostgreSQL.
     """
     ttl = timedelta(hours=state.settings.idempotency_ttl_hours)
 
-    def purge() -> int:
+    def maintain() -> idempotency_keys.PartitionChanges:
         with state.pool.connection() as conn:
-            return idempotency_keys.purge(conn, ttl, PURGE_BATCH_MAX)
+            return idempotency_keys.maintain_partitions(conn, ttl)
 
     while True:
         try:
-            purged = await anyio.to_thread.run_sync(purge)
-            if purged:
-                log.info("purged %d expired idempotency keys", purged)
+            changes = await anyio.to_thread.run_sync(maintain)
+            if changes.created or changes.dropped:
+                log.info(
+                    "idempotency key partitions: created %s, dropped %s",
+                    changes.created or "none",
+                    changes.dropped or "none",
+                )
         except Exception:
-            log.exception("purging idempotency keys failed; retrying later")
-        await anyio.sleep(PURGE_INTERVAL_S)
+            log.exception("maintaining idempotency key partitions failed; retrying later")
+        await anyio.sleep(MAINTENANCE_INTERVAL_S)

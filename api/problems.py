@@ -112,7 +112,26 @@ def problem_response(
     return Response(body, status_code=status_code, media_type=PROBLEM_MEDIA_TYPE, headers=dict(headers or {}))
 
 
+def _log_server_error(request: Request[Any, Any, Any], error: Exception, status: int, code: str) -> None:
+    """Every 5xx is logged with its traceback and the request id (500s as errors, others as warnings)."""
+    if status >= 500:
+        level = logging.ERROR if status == 500 else logging.WARNING
+        request_id = request_id_of(request.scope)
+        log.log(
+            level,
+            "answered %d %s to %s %s (request %s)",
+            status,
+            code,
+            request.method,
+            request.scope.get("path", ""),
+            request_id,
+            exc_info=error,
+            extra={"request_id": request_id, "status": status, "code": code},
+        )
+
+
 def _handle_api_error(request: Request[Any, Any, Any], error: ApiError) -> Response[Any]:
+    _log_server_error(request, error, error.status_code, error.code)
     return problem_response(
         request.scope,
         error.status_code,
@@ -132,11 +151,12 @@ def _handle_http(request: Request[Any, Any, Any], error: HTTPException) -> Respo
     status = error.status_code
     code = _DEFAULT_CODES.get(status, "error")
     detail = error.detail if status < 500 else _TITLES.get(status, "Error")
+    _log_server_error(request, error, status, code)
     return problem_response(request.scope, status, code, detail, headers=error.headers)
 
 
 def _handle_unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
-    log.exception("unhandled error", extra={"request_id": request_id_of(request.scope)})
+    _log_server_error(request, error, 500, "internal_error")
     return problem_response(
         request.scope,
         500,
@@ -201,6 +221,7 @@ def _handle_coded(request: Request[Any, Any, Any], error: DomainError | GroupCom
         return _handle_unexpected(request, error)
     fields = answer.fields_of(error) if answer.fields_of is not None else None
     detail = answer.detail or str(error)
+    _log_server_error(request, error, answer.status, error.code)
     return problem_response(request.scope, answer.status, error.code, detail, headers=answer.headers, extra=fields)
 
 

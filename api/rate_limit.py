@@ -1,23 +1,97 @@
-"""Per-API-key rate limit: a token bucket per key, refilled at the configured rate.
+"""Per-API-key rate limit: one limit for every API process, kept in Redis.
 
-The bucket holds at most one minute's allowance, so a key may burst to its per-minute
-limit and then sustain ``limit / 60`` requests per second. Buckets live in the API
-process (no network round trip on the hot path); with several API processes each
-enforces the limit on the requests it serves.
+A key may burst to its per-minute limit and then sustain ``limit / 60`` requests per
+second, over any number of API processes and machines: the state is one GCRA
+"theoretical arrival time" per key in Redis, read and written by one Lua script (atomic,
+timed by the Redis server's clock, one round trip). Litestar's rate-limit middleware is
+not used: its store keeps every timestamp of the window and has no burst policy.
+
+With Redis unreachable the limit falls back to a token bucket in each process (with N
+API processes a key may then get up to N times its limit); the fallback is logged when
+it starts and ends and named in ``/readyz`` while it lasts, and Redis is tried again
+after a second.
+
+Every answer to an authenticated request carries the IETF ``RateLimit-Policy`` and
+``RateLimit`` headers (draft-ietf-httpapi-ratelimit-headers); a refusal is 429
+``rate_limited`` with ``Retry-After``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from threading import Lock
+from typing import Any
+
+import redis.asyncio
+import redis.exceptions
+from litestar.datastructures import MutableScopeHeaders
+from litestar.types import Message, Scope
+from prometheus_client import Counter
+
+from api.problems import ApiError
+
+log = logging.getLogger(__name__)
 
 BUCKETS_MAX = 100_000
+REDIS_RETRY_SECONDS = 1.0
+"""After a Redis failure, requests use the local buckets for this long before Redis is tried again."""
+REDIS_TIMEOUT_SECONDS = 0.5
+REDIS_CONNECTIONS_MAX = 64
+REDIS_CONNECTION_WAIT_SECONDS = 1.0
+"""How long a request waits for a free connection of the pool (a busy process, not a Redis failure)."""
+POLICY_NAME = "per-key"
+_STATE_KEY = "rate_limit_headers"
+DECISIONS = Counter(
+    "daybook_rate_limit_decisions_total",
+    "Rate-limit decisions by where they were made (redis: shared by every API process; process: fallback)",
+    ["store", "outcome"],
+)
+_WINDOW_SECONDS = 60
+
+# GCRA: the key's theoretical arrival time (TAT, µs of the Redis clock) moves one
+# emission interval forward per admitted request; a request is admitted while the TAT
+# stays within the burst capacity of now. Returns {admitted, µs of slack left or µs to
+# wait, µs until the whole burst is available again}.
+_GCRA = """
+if redis.replicate_commands then redis.replicate_commands() end
+local interval = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local ahead = tat + interval - now
+if ahead > capacity then
+  return {0, ahead - capacity, tat - now}
+end
+redis.call('SET', KEYS[1], string.format('%d', now + ahead), 'PX', math.ceil(ahead / 1000) + 1)
+return {1, capacity - ahead, ahead}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One rate-limit answer.
+
+    Attributes:
+        admitted: whether the request may run.
+        remaining: requests the key may still send at once.
+        reset_seconds: until the whole burst is available again.
+        retry_after_seconds: for a refusal, until the next request is admitted.
+    """
+
+    admitted: bool
+    remaining: int
+    reset_seconds: int
+    retry_after_seconds: int
 
 
 class RateLimiter:
-    """Token buckets keyed by API key id."""
+    """Token buckets keyed by API key id, in this process (the fallback of :class:`SharedRateLimiter`)."""
 
     def __init__(self, per_minute: int) -> None:
         self.capacity = float(per_minute)
@@ -27,16 +101,122 @@ class RateLimiter:
 
     def acquire(self, key: str, now: float | None = None) -> int | None:
         """Takes one token; returns ``None`` when allowed, else seconds to wait (for Retry-After)."""
+        decision = self.decide(key, now)
+        return None if decision.admitted else decision.retry_after_seconds
+
+    def decide(self, key: str, now: float | None = None) -> Decision:
+        """Takes one token if there is one."""
         now = time.monotonic() if now is None else now
         with self._lock:
             tokens, updated = self._buckets.pop(key, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - updated) * self.refill_per_second)
-            allowed = tokens >= 1.0
-            if allowed:
+            admitted = tokens >= 1.0
+            if admitted:
                 tokens -= 1.0
             self._buckets[key] = (tokens, now)
             if len(self._buckets) > BUCKETS_MAX:
                 self._buckets.popitem(last=False)
-        if allowed:
+        reset_seconds = math.ceil((self.capacity - tokens) / self.refill_per_second)
+        retry_after_seconds = 0 if admitted else max(1, math.ceil((1.0 - tokens) / self.refill_per_second))
+        return Decision(admitted, int(tokens), reset_seconds, retry_after_seconds)
+
+
+class SharedRateLimiter:
+    """The per-key limit across every API process (GCRA in Redis), falling back to :class:`RateLimiter`."""
+
+    def __init__(self, redis_url: str, per_minute: int) -> None:
+        self.per_minute = per_minute
+        pool: redis.asyncio.BlockingConnectionPool[Any] = redis.asyncio.BlockingConnectionPool.from_url(
+            redis_url,
+            max_connections=REDIS_CONNECTIONS_MAX,
+            timeout=REDIS_CONNECTION_WAIT_SECONDS,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        )
+        self._redis = redis.asyncio.Redis(connection_pool=pool)
+        self._script = self._redis.register_script(_GCRA)
+        self._interval_us = max(1, 60_000_000 // per_minute)
+        self._capacity_us = self._interval_us * per_minute
+        self._key_prefix = f"daybook:rate-limit:{per_minute}:"
+        self._policy = f'"{POLICY_NAME}";q={per_minute};w={_WINDOW_SECONDS}'
+        self.local = RateLimiter(per_minute)
+        self._redis_down_until = 0.0
+        self._redis_down_since: float | None = None
+
+    async def close(self) -> None:
+        """Closes the Redis connections."""
+        await self._redis.aclose()  # type: ignore[attr-defined]  # the stubs predate redis 5
+
+    @property
+    def degraded_reason(self) -> str | None:
+        """Why the limit is per process right now, for ``/readyz``; ``None`` while it is shared."""
+        if self._redis_down_since is None:
             return None
-        return max(1, math.ceil((1.0 - tokens) / self.refill_per_second))
+        return "rate limit is per API process: redis does not answer"
+
+    async def decide(self, key_id: str) -> Decision:
+        """Admits or refuses one request of ``key_id``."""
+        if time.monotonic() >= self._redis_down_until:
+            try:
+                decision = await self._decide_in_redis(key_id)
+            except (redis.exceptions.RedisError, OSError, TimeoutError) as error:
+                self._redis_failed(error)
+            else:
+                self._redis_answered()
+                DECISIONS.labels("redis", "admitted" if decision.admitted else "refused").inc()
+                return decision
+        decision = self.local.decide(key_id)
+        DECISIONS.labels("process", "admitted" if decision.admitted else "refused").inc()
+        return decision
+
+    async def admit(self, scope: Scope, key_id: str) -> None:
+        """Lets the request on, noting its headers for the response; 429 ``rate_limited`` otherwise."""
+        decision = await self.decide(key_id)
+        headers = {
+            "RateLimit-Policy": self._policy,
+            "RateLimit": f'"{POLICY_NAME}";r={decision.remaining};t={decision.reset_seconds}',
+        }
+        scope.setdefault("state", {})[_STATE_KEY] = headers
+        if not decision.admitted:
+            headers = {**headers, "Retry-After": str(decision.retry_after_seconds)}
+            raise ApiError(429, "rate_limited", "Too many requests for this API key.", headers=headers)
+
+    async def _decide_in_redis(self, key_id: str) -> Decision:
+        admitted, slack_us, reset_us = await self._script(
+            keys=[self._key_prefix + key_id], args=[self._interval_us, self._capacity_us]
+        )
+        if admitted:
+            return Decision(True, int(slack_us) // self._interval_us, _seconds(reset_us), 0)
+        return Decision(False, 0, _seconds(reset_us), max(1, _seconds(slack_us)))
+
+    def _redis_failed(self, error: BaseException) -> None:
+        self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+        if self._redis_down_since is None:
+            self._redis_down_since = time.monotonic()
+            log.warning(
+                "rate limit falls back to per-process buckets (with N API processes a key may get N times "
+                "its limit): redis does not answer: %r",
+                error,
+            )
+
+    def _redis_answered(self) -> None:
+        if self._redis_down_since is not None:
+            log.warning(
+                "rate limit is shared through redis again after %.1f s per process",
+                time.monotonic() - self._redis_down_since,
+            )
+            self._redis_down_since = None
+
+
+def _seconds(microseconds: Any) -> int:
+    return math.ceil(int(microseconds) / 1_000_000)
+
+
+async def add_rate_limit_headers(message: Message, scope: Scope) -> None:
+    """``before_send`` hook: the rate-limit headers noted by :meth:`SharedRateLimiter.admit`."""
+    if message["type"] == "http.response.start":
+        noted = scope.get("state", {}).get(_STATE_KEY)
+        if noted:
+            headers = MutableScopeHeaders.from_message(message)
+            for name, value in noted.items():
+                headers[name] = value

@@ -23,8 +23,7 @@ from psycopg import Connection, sql
 from psycopg_pool import ConnectionPool
 
 from api.commands import check_as_of, merchant_of
-from api.consistency import HEADER, wait_for_position
-from api.pagination import encode_cursor
+from api.consistency import HEADER, parse_min_position, wait_for_position
 from projections import quarantine
 
 T = TypeVar("T")
@@ -53,6 +52,7 @@ async def read_one(
 ) -> T:
     """The resource from its read model, else replayed from its events (as of ``as_of``)."""
     state = request.app.state
+    parse_min_position(request.headers.get(HEADER))  # refused even where ?as_of= makes it moot
     if as_of is None:
         await wait_for_position(state, request.headers.get(HEADER), projections)
         merchant_id = merchant_of(request)
@@ -90,7 +90,7 @@ async def read_page(
     projections: Sequence[str],
     page_size: int,
     fetch: Callable[[Connection[Any], int], list[T]],
-    position_of: Callable[[T], Sequence[Any]],
+    cursor_of: Callable[[T], str],
     *,
     quarantined: Sequence[Quarantined[T]] = (),
 ) -> tuple[list[T], str | None]:
@@ -116,4 +116,4 @@ async def read_page(
     if len(rows) <= page_size:
         return rows, None
     rows = rows[:page_size]
-    return rows, encode_cursor(*position_of(rows[-1]))
+    return rows, cursor_of(rows[-1])

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 
-from domain import limits
+from domain import currencies, limits
 from domain.inventory import InventoryLevel
 from domain.orders import OrderView
 from domain.payments import PaymentView
 
 # Every bound comes from domain.limits (tests/unit/test_limits.py checks each one).
 Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.SKU_LENGTH_MAX, pattern=limits.SKU_PATTERN)]
-Currency = Annotated[str, msgspec.Meta(pattern=limits.CURRENCY_PATTERN)]
+if TYPE_CHECKING:
+    Currency = str
+else:  # one literal per ISO 4217 code with a minor unit: an enum in the OpenAPI document
+    Currency = Literal[currencies.CODES]
 Amount = Annotated[int, msgspec.Meta(ge=0, le=limits.AMOUNT_MAX)]
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.TEXT_LENGTH_MAX, pattern=limits.TEXT_PATTERN)]
 
@@ -24,6 +27,13 @@ class Money(msgspec.Struct, forbid_unknown_fields=True):
     """Integer minor units and an ISO 4217 currency."""
 
     amount: Amount
+    currency: Currency
+
+
+class UnitPrice(msgspec.Struct, forbid_unknown_fields=True):
+    """A line's price per unit: money, at most ``UNIT_PRICE_MAX`` minor units."""
+
+    amount: Annotated[int, msgspec.Meta(ge=0, le=limits.UNIT_PRICE_MAX)]
     currency: Currency
 
 
@@ -61,7 +71,7 @@ class LineCreate(msgspec.Struct, forbid_unknown_fields=True):
 
     sku: Sku
     quantity: Annotated[int, msgspec.Meta(ge=limits.LINE_QUANTITY_MIN, le=limits.LINE_QUANTITY_MAX)]
-    unit_price: Money
+    unit_price: UnitPrice
 
 
 class OrderCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -17,7 +17,6 @@ from typing import Final
 SKU_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$(?!\n)"
 """A SKU is 1 to 64 characters of ``[A-Za-z0-9._-]``, the whole string."""
 SKU_LENGTH_MAX: Final = 64
-CURRENCY_PATTERN: Final = r"^[A-Z]{3}$(?!\n)"
 """An ISO 4217 currency code: three upper-case letters, the whole string."""
 TEXT_PATTERN: Final = r"^[^\x00-\x1f\x7f-\x9f]*$(?!\n)"
 """Free text and ids: no C0 or C1 control character and no DEL."""
@@ -47,6 +46,10 @@ LINE_QUANTITY_MAX: Final = 10_000
 HOLD_SECONDS_MIN: Final = 60
 HOLD_SECONDS_DEFAULT: Final = 900
 HOLD_SECONDS_MAX: Final = 86_400
+UNIT_PRICE_MAX: Final = AMOUNT_MAX // (LINES_MAX * LINE_QUANTITY_MAX)
+"""The highest unit price of an order line (9,223,372,036,854 minor units): every order
+within the line bounds then has a total within ``AMOUNT_MAX``, so a request the schema
+accepts is never refused for its sum."""
 
 # Positions in the notification log (a ``bigint`` column).
 POSITION_MAX: Final = 2**63 - 1
@@ -66,6 +69,7 @@ assert 1 <= PAGE_SIZE_DEFAULT <= PAGE_SIZE_MAX <= EVENT_PAGE_SIZE_MAX
 # units can each be priced up to AMOUNT_MAX / 10**6 without the sum overflowing, and
 # the domain refuses any order whose sum would exceed AMOUNT_MAX.
 assert LINES_MAX * LINE_QUANTITY_MAX < AMOUNT_MAX
+assert UNIT_PRICE_MAX * LINE_QUANTITY_MAX * LINES_MAX <= AMOUNT_MAX
 assert RECEIPT_QUANTITY_MAX <= ON_HAND_MAX
 assert ADJUSTMENT_DELTA_MAX <= ON_HAND_MAX
 assert str(SKU_LENGTH_MAX) in SKU_PATTERN

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-from domain import limits
+from domain.currencies import MINOR_UNIT_EXPONENTS
 from domain.errors import CurrencyMismatchError, InvalidCommandError
 from domain.validation import check_amount
 
-_CURRENCY_PATTERN = re.compile(limits.CURRENCY_PATTERN)
-
 
 def check_currency(currency: object) -> str:
-    """Returns ``currency`` when it is three upper-case letters (ISO 4217 style).
+    """Returns ``currency`` when it is an ISO 4217 code, upper case, with a minor unit.
 
     Raises:
-        InvalidCommandError: for anything else (lower case, wrong length, not a str).
+        InvalidCommandError: for anything else (lower case, ``"AAA"``, ``"XAU"``, not a str).
     """
-    if not isinstance(currency, str) or _CURRENCY_PATTERN.fullmatch(currency) is None:
-        raise InvalidCommandError("currency", f"{currency!r} is not an upper-case ISO 4217 code")
+    if not isinstance(currency, str) or currency not in MINOR_UNIT_EXPONENTS:
+        raise InvalidCommandError("currency", f"{currency!r} is not an upper-case ISO 4217 currency code")
     return currency
 
 

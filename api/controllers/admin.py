@@ -56,10 +56,11 @@ class AdminController(Controller):
     """``/v1/admin``: operator-only."""
 
     path = "/v1/admin"
-    guards = [admin_only]
     tags = ["admin"]
+    # Guards sit on the handlers, not here: Litestar's OPTIONS handler of a route belongs
+    # to the controller, and answers without authentication.
 
-    @post("/merchants", operation_id="createMerchant", status_code=201, sync_to_thread=True)
+    @post("/merchants", operation_id="createMerchant", status_code=201, sync_to_thread=True, guards=[admin_only])
     def create_merchant(self, state: State, data: JSONBody[MerchantCreate]) -> MerchantCreated:
         """Creates a merchant; its API key, auditor key and webhook secrets are shown once."""
         try:
@@ -74,6 +75,7 @@ class AdminController(Controller):
         operation_id="rotateWebhookSecret",
         status_code=201,
         sync_to_thread=True,
+        guards=[admin_only],
     )
     def rotate_secret(
         self,

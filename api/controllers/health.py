@@ -45,6 +45,8 @@ class HealthController(Controller):
             lag_max=settings.projection_lag_max,
             stall_seconds=settings.projection_stall_seconds,
         )
+        if (rate_limit_reason := state.rate_limiter.degraded_reason) is not None:
+            verdict.reasons.append(rate_limit_reason)
         if verdict.reasons:
             return Response(ReadinessRead("unavailable", verdict.reasons + verdict.degraded), status_code=503)
         if verdict.degraded:

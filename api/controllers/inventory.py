@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, JSONBody
 
 from api import read_store
 from api.auth import merchant_only, merchant_or_auditor
 from api.bodies import strict_body
 from api.commands import context_of, merchant_of, once_per_key, run
 from api.idempotency import IdempotencyMiddleware
-from api.pagination import check_limit, decode_cursor
+from api.pagination import decode_level_cursor, level_cursor
+from api.queries import as_of_of, limit_of, query_value
 from api.reads import Quarantined, read_one, read_page
 from api.schemas import AdjustmentCreate, LevelPage, LevelRead, ReceiptCreate
 from domain.application import Daybook
@@ -63,10 +63,9 @@ class InventoryController(Controller):
         self,
         request: Request[Any, Any, Any],
         sku: FromPath[str],
-        as_of: FromQuery[datetime | None] = None,
     ) -> LevelRead:
         """The level of one SKU, now or (``?as_of=``) as it was then, replayed from events."""
-        merchant_id, sku = merchant_of(request), check_sku(sku)
+        merchant_id, sku, as_of = merchant_of(request), check_sku(sku), as_of_of(request)
         daybook = request.app.state.daybook
         return await read_one(
             request,
@@ -80,13 +79,10 @@ class InventoryController(Controller):
     async def levels(
         self,
         request: Request[Any, Any, Any],
-        limit: FromQuery[int | None] = None,
-        cursor: FromQuery[str | None] = None,
     ) -> LevelPage:
         """Levels in SKU order, a page at a time."""
-        merchant_id, page_size = merchant_of(request), check_limit(limit)
-        after = decode_cursor(cursor, 1)
-        after_sku = str(after[0]) if after else ""
+        merchant_id, page_size = merchant_of(request), limit_of(request)
+        after_sku = decode_level_cursor(query_value(request, "cursor"))
         daybook: Daybook = request.app.state.daybook
 
         def replayed(item_id: UUID) -> list[LevelRead]:
@@ -98,7 +94,7 @@ class InventoryController(Controller):
             PROJECTIONS,
             page_size,
             lambda conn, size: read_store.levels(conn, merchant_id, after_sku, size),
-            lambda level: (level.sku,),
+            lambda level: level_cursor(level.sku),
             quarantined=[Quarantined(InventoryLevelsProjection.default_name, replayed, lambda level: level.sku)],
         )
         return LevelPage(rows, next_cursor)

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import anyio.to_thread
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, JSONBody
 
 from api import read_store
 from api.auth import merchant_only, merchant_or_auditor
 from api.bodies import strict_body
 from api.commands import POSITION_HEADER, context_of, merchant_of, run
 from api.idempotency import IdempotencyMiddleware
-from api.pagination import check_limit, decode_cursor, decode_time_id_cursor, encode_cursor
+from api.pagination import decode_time_id_cursor, decode_version_cursor, time_id_cursor, version_cursor
 from api.problems import ApiError
+from api.queries import as_of_of, choice_of, limit_of, query_value
 from api.reads import Quarantined, read_one, read_page
 from api.schemas import EventPage, OrderCreate, OrderPage, OrderRead
 from domain import limits
@@ -31,7 +31,7 @@ PROJECTIONS = ("orders",)
 # An order placed with an Idempotency-Key gets an id derived from it, so a retry after a
 # crash between commit and answer finds the order instead of placing a second one.
 ORDER_ID_NAMESPACE = uuid.UUID("0b7f5e62-3a55-4c1e-8d0e-2f41b8a1c7d3")
-Status = Literal[
+STATUSES = (
     "reserved",
     "paid",
     "partially_refunded",
@@ -40,7 +40,7 @@ Status = Literal[
     "expired",
     "disputed",
     "paid_unfulfillable",
-]
+)
 
 
 class OrdersController(Controller):
@@ -83,10 +83,9 @@ class OrdersController(Controller):
         self,
         request: Request[Any, Any, Any],
         order_id: FromPath[uuid.UUID],
-        as_of: FromQuery[datetime | None] = None,
     ) -> OrderRead:
         """The order, now or (``?as_of=``) as it was then, replayed from events."""
-        merchant_id, daybook = merchant_of(request), request.app.state.daybook
+        merchant_id, daybook, as_of = merchant_of(request), request.app.state.daybook, as_of_of(request)
         return await read_one(
             request,
             PROJECTIONS,
@@ -99,13 +98,11 @@ class OrdersController(Controller):
     async def list_orders(
         self,
         request: Request[Any, Any, Any],
-        status: FromQuery[Status | None] = None,
-        limit: FromQuery[int | None] = None,
-        cursor: FromQuery[str | None] = None,
     ) -> OrderPage:
         """Orders in creation order, optionally of one status, a page at a time."""
-        merchant_id, page_size = merchant_of(request), check_limit(limit)
-        after = decode_time_id_cursor(cursor)
+        merchant_id, page_size = merchant_of(request), limit_of(request)
+        status = choice_of(request, "status", STATUSES)
+        after = decode_time_id_cursor(query_value(request, "cursor"))
         daybook: Daybook = request.app.state.daybook
 
         def replayed(order_id: uuid.UUID) -> list[OrderRead]:
@@ -119,7 +116,7 @@ class OrdersController(Controller):
             PROJECTIONS,
             page_size,
             lambda conn, size: read_store.orders(conn, merchant_id, status, after, size),
-            lambda order: (order.created_at.isoformat(), str(order.id)),
+            lambda order: time_id_cursor(order.created_at, order.id),
             quarantined=[
                 Quarantined(OrdersProjection.default_name, replayed, lambda order: (order.created_at, order.id))
             ],
@@ -144,16 +141,11 @@ class OrdersController(Controller):
         self,
         request: Request[Any, Any, Any],
         order_id: FromPath[uuid.UUID],
-        limit: FromQuery[int | None] = None,
-        cursor: FromQuery[str | None] = None,
     ) -> EventPage:
         """The order's own event stream, in version order."""
         merchant_id, state = merchant_of(request), request.app.state
-        page_size = check_limit(limit, limits.EVENT_PAGE_SIZE_MAX)
-        position = decode_cursor(cursor, 1)
-        after_version = position[0] if position else 0
-        if type(after_version) is not int or after_version < 0:
-            raise ApiError(400, "invalid_request", "The cursor is not one this API returned.")
+        page_size = limit_of(request, limits.EVENT_PAGE_SIZE_MAX)
+        after_version = decode_version_cursor(query_value(request, "cursor"))
 
         def page() -> Any:
             with state.pool.connection() as conn:
@@ -168,7 +160,7 @@ class OrdersController(Controller):
             raise ApiError(404, "not_found", "No such order.")
         more = len(rows) > page_size
         rows = rows[:page_size]
-        return EventPage(rows, encode_cursor(rows[-1].version) if more else None)
+        return EventPage(rows, version_cursor(rows[-1].version) if more else None)
 
 
 async def _placed_before(request: Request[Any, Any, Any], command: PlaceOrder) -> tuple[OrderView, dict[str, str]]:

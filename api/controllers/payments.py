@@ -7,13 +7,13 @@ from datetime import datetime
 from typing import Any
 
 from litestar import Controller, Request, get
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath
 
 from api import read_store
 from api.auth import merchant_or_auditor
 from api.commands import merchant_of
-from api.pagination import EPOCH, NIL, check_limit, decode_cursor, decode_time_id_cursor
-from api.problems import ApiError
+from api.pagination import decode_issue_cursor, decode_time_id_cursor, issue_cursor, time_id_cursor
+from api.queries import limit_of, query_value, uuid_of
 from api.read_store import IssueRow
 from api.reads import Quarantined, read_one, read_page
 from api.schemas import IssuePage, IssueRead, PaymentPage, PaymentRead
@@ -32,9 +32,9 @@ class PaymentsController(Controller):
 
     path = "/v1/payments"
     tags = ["payments"]
-    guards = [merchant_or_auditor]
+    # Guards sit on the handlers: the route's OPTIONS handler answers without authentication.
 
-    @get("/{payment_id:uuid}", operation_id="getPayment")
+    @get("/{payment_id:uuid}", operation_id="getPayment", guards=[merchant_or_auditor])
     async def get_one(self, request: Request[Any, Any, Any], payment_id: FromPath[uuid.UUID]) -> PaymentRead:
         """The payment; replayed from its events when the read model has not caught up yet."""
         merchant_id, daybook = merchant_of(request), request.app.state.daybook
@@ -46,17 +46,15 @@ class PaymentsController(Controller):
             lambda _: PaymentRead.of(daybook.get_payment(merchant_id, payment_id)),
         )
 
-    @get("/", operation_id="listPayments")
+    @get("/", operation_id="listPayments", guards=[merchant_or_auditor])
     async def list_payments(
         self,
         request: Request[Any, Any, Any],
-        order_id: FromQuery[uuid.UUID | None] = None,
-        limit: FromQuery[int | None] = None,
-        cursor: FromQuery[str | None] = None,
     ) -> PaymentPage:
         """Payments in creation order, optionally of one order, a page at a time."""
-        merchant_id, page_size = merchant_of(request), check_limit(limit)
-        after = decode_time_id_cursor(cursor)
+        merchant_id, page_size = merchant_of(request), limit_of(request)
+        order_id = uuid_of(request, "order_id")
+        after = decode_time_id_cursor(query_value(request, "cursor"))
         daybook: Daybook = request.app.state.daybook
 
         def replayed(key: uuid.UUID) -> list[PaymentRead]:
@@ -70,7 +68,7 @@ class PaymentsController(Controller):
             PAYMENT_PROJECTIONS,
             page_size,
             lambda conn, size: read_store.payments(conn, merchant_id, order_id, after, size),
-            lambda row: (row.created_at.isoformat(), str(row.id)),
+            lambda row: time_id_cursor(row.created_at, row.id),
             quarantined=[Quarantined(PaymentsProjection.default_name, replayed, lambda row: (row.created_at, row.id))],
         )
         return PaymentPage(rows, next_cursor)
@@ -81,26 +79,15 @@ class ReconciliationController(Controller):
 
     path = "/v1/reconciliation"
     tags = ["reconciliation"]
-    guards = [merchant_or_auditor]
 
-    @get("/issues", operation_id="listReconciliationIssues")
+    @get("/issues", operation_id="listReconciliationIssues", guards=[merchant_or_auditor])
     async def issues(
         self,
         request: Request[Any, Any, Any],
-        limit: FromQuery[int | None] = None,
-        cursor: FromQuery[str | None] = None,
     ) -> IssuePage:
         """Payments without a known order, overpayments, currency mismatches, paid_unfulfillable orders."""
-        merchant_id, page_size = merchant_of(request), check_limit(limit)
-        position = decode_cursor(cursor, 3)
-        try:
-            after = (
-                (datetime.fromisoformat(position[0]), uuid.UUID(position[1]), str(position[2]))
-                if position
-                else (EPOCH, NIL, "")
-            )
-        except (TypeError, ValueError) as error:
-            raise ApiError(400, "invalid_request", "The cursor is not one this API returned.") from error
+        merchant_id, page_size = merchant_of(request), limit_of(request)
+        after = decode_issue_cursor(query_value(request, "cursor"))
         daybook: Daybook = request.app.state.daybook
 
         def sort_key(row: IssueRow) -> tuple[datetime, uuid.UUID, str]:
@@ -121,7 +108,7 @@ class ReconciliationController(Controller):
             ISSUE_PROJECTIONS,
             page_size,
             lambda conn, size: read_store.reconciliation_issues(conn, merchant_id, after, size),
-            lambda row: (row.created_at.isoformat(), str(row.sort_id), row.kind),
+            lambda row: issue_cursor(row.created_at, row.sort_id, row.kind),
             quarantined=[
                 Quarantined(PaymentsProjection.default_name, of_payment, sort_key),
                 Quarantined(OrdersProjection.default_name, of_order, sort_key),

@@ -1,4 +1,13 @@
-"""The group committer: a bounded queue of commands and the thread that commits them."""
+"""The group committer: a bounded queue of commands and the thread that commits them.
+
+The queue is shared fairly between merchants: each merchant (a command's
+``merchant_id``) has a lane of its own, bounded by ``merchant_queue_size_max``, and a
+batch takes commands from the lanes in turn. One merchant's burst therefore fills only
+its own lane (its callers get ``OverloadedError``), never the whole queue, and does not
+delay the commands of other merchants behind it. Order is kept within a lane;
+commands of different merchants touch different aggregates, so their relative order
+does not matter.
+"""
 
 from __future__ import annotations
 
@@ -50,6 +59,7 @@ class _Job:
     command: AnyCommand
     future: Future[CommandOutcome[Any]]
     enqueued_at: float
+    lane: object
     # The asyncio future an async caller awaits: woken in bulk, once per batch and loop.
     waiter: asyncio.Future[Any] | None = None
 
@@ -67,6 +77,7 @@ class GroupCommitMetrics:
     dirty_reruns_total: int = 0
     saves_total: int = 0
     overloaded_total: int = 0
+    merchant_overloaded_total: int = 0
     batch_size_last: int = 0
     batch_duration_seconds_last: float = 0.0
 
@@ -97,6 +108,7 @@ class GroupCommitter:
         batch_size_max: int = 200,
         batch_wait_ms: float = 2.0,
         queue_size_max: int = 10_000,
+        merchant_queue_size_max: int | None = None,
         conflict_retries_max: int = 3,
         cache_size_max: int = 100_000,
         catch_up_notifications_max: int = 10_000,
@@ -105,12 +117,17 @@ class GroupCommitter:
     ) -> None:
         """Prepares a committer; :meth:`start` starts its worker thread.
 
+        ``merchant_queue_size_max`` bounds the commands one merchant may have waiting
+        (default: the whole queue, that is no share of its own).
+
         Raises:
             ValueError: a limit is out of range.
         """
         _check_at_least("batch_size_max", batch_size_max, 1)
         _check_at_least("batch_wait_ms", batch_wait_ms, 0)
         _check_at_least("queue_size_max", queue_size_max, 1)
+        merchant_queue_size_max = queue_size_max if merchant_queue_size_max is None else merchant_queue_size_max
+        _check_at_least("merchant_queue_size_max", merchant_queue_size_max, 1)
         _check_at_least("conflict_retries_max", conflict_retries_max, 0)
         if app.repository.cache is not None and not app.repository.fastforward:
             # Application.save would then cache the very objects the batches mutate.
@@ -121,12 +138,15 @@ class GroupCommitter:
         self.batch_size_max = batch_size_max
         self.batch_wait_ms = batch_wait_ms
         self.queue_size_max = queue_size_max
+        self.merchant_queue_size_max = min(merchant_queue_size_max, queue_size_max)
         self.conflict_retries_max = conflict_retries_max
         self.metrics = GroupCommitMetrics()
         self._on_batch = on_batch
         self._cache = AggregateCache(cache_size_max, catch_up_notifications_max=catch_up_notifications_max)
         self._condition = threading.Condition()
-        self._queue: deque[_Job] = deque()
+        # One FIFO lane per merchant, in the order batches visit them (round robin).
+        self._lanes: dict[object, deque[_Job]] = {}
+        self._queued = 0
         self._in_flight: list[_Job] = []
         self._state = _State.NEW
         self._thread: threading.Thread | None = None
@@ -197,17 +217,25 @@ class GroupCommitter:
 
     def _enqueue(self, command: AnyCommand, waiter: asyncio.Future[Any] | None) -> _Job:
         future: Future[CommandOutcome[Any]] = Future()
-        job = _Job(command, future, time.monotonic(), waiter)
+        job = _Job(command, future, time.monotonic(), _lane_of(command), waiter)
         with self._condition:
             if self._state is not _State.RUNNING:
                 msg = f"group committer {self.name!r} is {self._state.value}"
                 raise GroupCommitterStoppedError(msg)
-            if len(self._queue) >= self.queue_size_max:
+            lane = self._lanes.get(job.lane)
+            if self._queued >= self.queue_size_max:
                 self.metrics.overloaded_total += 1
                 raise OverloadedError(self.name, self.queue_size_max)
-            self._queue.append(job)
+            if lane is not None and len(lane) >= self.merchant_queue_size_max:
+                self.metrics.overloaded_total += 1
+                self.metrics.merchant_overloaded_total += 1
+                raise OverloadedError(self.name, self.merchant_queue_size_max, merchant=True)
+            if lane is None:
+                lane = self._lanes[job.lane] = deque()
+            lane.append(job)
+            self._queued += 1
             # The worker waits only for a first command or for a full batch.
-            if len(self._queue) in (1, self.batch_size_max):
+            if self._queued in (1, self.batch_size_max):
                 self._condition.notify()
         return job
 
@@ -229,7 +257,13 @@ class GroupCommitter:
     def queue_depth(self) -> int:
         """How many commands wait for a batch (the one being run excluded)."""
         with self._condition:
-            return len(self._queue)
+            return self._queued
+
+    def merchant_queue_depth(self, merchant_id: object) -> int:
+        """How many commands of one merchant wait for a batch."""
+        with self._condition:
+            lane = self._lanes.get(merchant_id)
+            return len(lane) if lane is not None else 0
 
     def _work(self) -> None:
         try:
@@ -246,22 +280,43 @@ class GroupCommitter:
     def _next_batch(self) -> list[_Job] | None:
         """Waits for the next batch; ``None`` once stopping with nothing queued."""
         with self._condition:
-            while not self._queue:
+            while not self._queued:
                 if self._state is not _State.RUNNING:
                     return None
                 self._condition.wait(IDLE_WAIT_SECONDS)
-            deadline = self._queue[0].enqueued_at + self.batch_wait_ms / 1000
-            while len(self._queue) < self.batch_size_max and self._state is _State.RUNNING:
+            deadline = self._oldest_enqueued_at() + self.batch_wait_ms / 1000
+            while self._queued < self.batch_size_max and self._state is _State.RUNNING:
                 remaining_seconds = deadline - time.monotonic()
                 if remaining_seconds <= 0:
                     break
                 self._condition.wait(remaining_seconds)
-            count = min(len(self._queue), self.batch_size_max)
-            taken = [self._queue.popleft() for _ in range(count)]
+            taken = self._take_round_robin(min(self._queued, self.batch_size_max))
             # Under the lock, so stop() sees each job either queued or running.
             self._in_flight = [job for job in taken if job.future.set_running_or_notify_cancel()]
-            self.metrics.commands_cancelled_total += count - len(self._in_flight)
+            self.metrics.commands_cancelled_total += len(taken) - len(self._in_flight)
             return list(self._in_flight)
+
+    def _oldest_enqueued_at(self) -> float:
+        """When the longest-waiting command arrived; the caller holds the condition."""
+        return min(lane[0].enqueued_at for lane in self._lanes.values())
+
+    def _take_round_robin(self, count: int) -> list[_Job]:
+        """Takes ``count`` jobs, one lane after the other; the caller holds the condition.
+
+        Lanes visited but not emptied move to the back, so the next batch starts with
+        the lanes this one did not reach.
+        """
+        taken: list[_Job] = []
+        while len(taken) < count:
+            for lane_key in list(self._lanes):
+                lane = self._lanes.pop(lane_key)
+                taken.append(lane.popleft())
+                if lane:
+                    self._lanes[lane_key] = lane
+                if len(taken) == count:
+                    break
+        self._queued -= len(taken)
+        return taken
 
     def _commit(self, runnable: list[_Job]) -> None:
         started = time.monotonic()
@@ -311,9 +366,15 @@ class GroupCommitter:
 
     def _take_queued(self) -> list[_Job]:
         """Empties the queue; the caller holds the condition."""
-        queued = list(self._queue)
-        self._queue.clear()
+        queued = [job for lane in self._lanes.values() for job in lane]
+        self._lanes.clear()
+        self._queued = 0
         return queued
+
+
+def _lane_of(command: AnyCommand) -> object:
+    """The merchant whose lane a command waits in (commands without one share a lane)."""
+    return getattr(command, "merchant_id", None)
 
 
 def _resolve(future: Future[CommandOutcome[Any]], outcome: Outcome) -> None:

@@ -16,18 +16,24 @@ class GroupCommitError(Exception):
 
 
 class OverloadedError(GroupCommitError):
-    """The queue already holds ``queue_size_max`` commands: the command was not accepted.
+    """The queue, or the merchant's share of it, is full: the command was not accepted.
 
     Nothing ran. The caller may retry later (the API answers 503 ``overloaded`` with
     ``Retry-After``).
+
+    Attributes:
+        queue_size_max: the bound that was reached.
+        merchant: whether it was the merchant's own share (others may still queue).
     """
 
     code = "overloaded"
 
-    def __init__(self, name: str, queue_size_max: int) -> None:
-        super().__init__(f"group committer {name!r} is overloaded ({queue_size_max} queued)")
+    def __init__(self, name: str, queue_size_max: int, *, merchant: bool = False) -> None:
+        whose = "this merchant's share of " if merchant else ""
+        super().__init__(f"{whose}group committer {name!r} is overloaded ({queue_size_max} queued)")
         self.name = name
         self.queue_size_max = queue_size_max
+        self.merchant = merchant
 
 
 class GroupCommitterStoppedError(GroupCommitError):

@@ -89,6 +89,7 @@ def check_order_lines(lines: Sequence[OrderLine], currency: str) -> list[OrderLi
             raise InvalidCommandError("unit_price", "must be Money")
         if line.unit_price.currency != currency:
             raise CurrencyMismatchError(expected=currency, actual=line.unit_price.currency)
+        check_amount("unit_price", line.unit_price.amount, maximum=limits.UNIT_PRICE_MAX)
         key = (line.sku, line.unit_price)
         merged[key] = merged.get(key, 0) + line.quantity
     return [OrderLine(sku, quantity, price) for (sku, price), quantity in merged.items()]

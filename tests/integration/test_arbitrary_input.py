@@ -55,6 +55,7 @@ CONTRACT_CODES = {
     "payload_too_large",
     "rate_limited",
     "method_not_allowed",
+    "unsupported_media_type",
 }
 FUZZ = settings(
     max_examples=60,

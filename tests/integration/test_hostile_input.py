@@ -23,6 +23,7 @@ from api.app import create_app
 from api.consistency import parse_min_position
 from api.webhooks.signatures import sign_standard
 from daybook.cli import main as cli_main
+from domain.limits import LINE_QUANTITY_MAX, LINES_MAX, UNIT_PRICE_MAX
 from tests.integration.conftest import create_merchant
 from tests.integration.inbox_running import InboxDrain
 from tests.integration.raw_http import exchange, request_bytes
@@ -252,6 +253,18 @@ def _projected(headers: dict[str, str], position: str) -> dict[str, str]:
     return {**headers, "X-Daybook-Min-Position": position}
 
 
+LARGEST_TOTAL = UNIT_PRICE_MAX * LINE_QUANTITY_MAX * LINES_MAX
+
+
+def _largest_order(client: TestClient[Any], headers: dict[str, str]) -> dict[str, Any]:
+    """An order of LINES_MAX lines of LINE_QUANTITY_MAX units at UNIT_PRICE_MAX, its stock received."""
+    sku = _sku()
+    units = LINE_QUANTITY_MAX * LINES_MAX
+    assert client.post(f"/v1/inventory/{sku}/receipts", json={"quantity": units}, headers=headers).status_code == 201
+    line = {"sku": sku, "quantity": LINE_QUANTITY_MAX, "unit_price": {"amount": UNIT_PRICE_MAX, "currency": "EUR"}}
+    return {"lines": [line] * LINES_MAX, "currency": "EUR"}
+
+
 def test_an_order_whose_total_would_pass_the_bigint_is_400_and_orders_stay_readable(
     client: TestClient[Any], hostile: dict[str, Any]
 ) -> None:
@@ -269,24 +282,21 @@ def test_an_order_whose_total_would_pass_the_bigint_is_400_and_orders_stay_reada
     _problem(
         client.post("/v1/orders", json={"lines": split, "currency": "EUR"}, headers=headers), 400, "invalid_request"
     )
-    largest = [{"sku": sku, "quantity": 1, "unit_price": {"amount": AMOUNT_MAX, "currency": "EUR"}}]
-    placed = client.post("/v1/orders", json={"lines": largest, "currency": "EUR"}, headers=headers)
+    # The largest order the bounds allow (every line at its largest) has a total that fits.
+    placed = client.post("/v1/orders", json=_largest_order(client, headers), headers=headers)
     assert placed.status_code == 201, placed.text
     wait = _projected(headers, placed.headers["x-daybook-position"])
     listed = client.get("/v1/orders", params={"limit": 100}, headers=wait)
     assert listed.status_code == 200, listed.text
     [row] = [order for order in listed.json()["data"] if order["id"] == placed.json()["id"]]
-    assert row["total"] == {"amount": AMOUNT_MAX, "currency": "EUR"}
+    assert row["total"] == {"amount": LARGEST_TOTAL, "currency": "EUR"}
 
 
 def test_captures_of_one_order_past_the_bigint_park_the_fact_and_every_read_model_keeps_up(
     client: TestClient[Any], hostile: dict[str, Any], drain: InboxDrain, database_url: str
 ) -> None:
     headers = hostile["headers"]
-    sku = _sku()
-    assert client.post(f"/v1/inventory/{sku}/receipts", json={"quantity": 10}, headers=headers).status_code == 201
-    line = [{"sku": sku, "quantity": 1, "unit_price": {"amount": AMOUNT_MAX, "currency": "EUR"}}]
-    order = client.post("/v1/orders", json={"lines": line, "currency": "EUR"}, headers=headers).json()
+    order = client.post("/v1/orders", json=_largest_order(client, headers), headers=headers).json()
     for ref in ("pi_big_1", "pi_big_2"):
         intent = {"id": ref, "currency": "eur", "amount_received": AMOUNT_MAX, "metadata": {"order_id": order["id"]}}
         delivery = _stripe(hostile, "payment_intent.succeeded", intent)

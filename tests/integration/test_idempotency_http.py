@@ -283,28 +283,3 @@ def test_key_reused_for_another_order_after_its_record_expired_is_409_idempotenc
     other = client.post("/v1/orders", json=_order(sku, 3), headers=keyed)
     _problem(other, 409, "idempotency_key_reused")
     assert _level_now(client, headers, sku) == (5, 1, 4)
-
-
-def test_expired_idempotency_keys_are_purged_and_recent_ones_kept(database_url: str) -> None:
-    from datetime import timedelta
-
-    import psycopg
-
-    from adapters import idempotency_keys
-
-    merchant_id = uuid.uuid4()
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        for key, age_hours in (("old-key", 25), ("new-key", 1)):
-            assert idempotency_keys.claim(conn, merchant_id, key, b"h", timedelta(hours=24))
-            conn.execute(
-                "UPDATE idempotency_keys SET created_at = now() - %s WHERE merchant_id = %s AND idempotency_key = %s",
-                (timedelta(hours=age_hours), merchant_id, key),
-            )
-        idempotency_keys.purge(conn, timedelta(hours=24))
-        left = [
-            row[0]
-            for row in conn.execute(
-                "SELECT idempotency_key FROM idempotency_keys WHERE merchant_id = %s", (merchant_id,)
-            )
-        ]
-    assert left == ["new-key"]
