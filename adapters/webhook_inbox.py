@@ -51,6 +51,10 @@ _PARK = sql.SQL(
     "lease_owner = NULL "
     "WHERE inbox_id = %s AND state = 'pending'"
 )
+_BACKLOG = sql.SQL(
+    "SELECT (SELECT count(*) FROM webhook_inbox WHERE state = 'pending'), "
+    "(SELECT count(*) FROM webhook_inbox WHERE state = 'parked')"
+)
 _SWEEP = sql.SQL(
     "UPDATE webhook_inbox SET enqueued_at = now() WHERE inbox_id IN ("
     "SELECT inbox_id FROM webhook_inbox WHERE state = 'pending' AND enqueued_at <= now() - %s "
@@ -195,6 +199,12 @@ def overdue(conn: Connection[Any], delay: timedelta, limit: int) -> list[int]:
     not re-sent on every sweep. Concurrent sweepers skip each other's rows.
     """
     return sorted(int(row[0]) for row in conn.execute(_SWEEP, (delay, limit)))
+
+
+def backlog(conn: Connection[Any]) -> tuple[int, int]:
+    """(rows pending, rows parked) over every merchant, each counted through its partial index."""
+    row = conn.execute(_BACKLOG).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def count_parked(conn: Connection[Any], merchant_id: uuid.UUID | None) -> int:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import psycopg
 import redis
 from litestar import Controller, Litestar, Response, get
 from litestar.datastructures import State
 from litestar.middleware.base import DefineMiddleware
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from adapters.broker import make_broker
 from adapters.database import READER_ROLE, connection_pool, eventsourcing_env
@@ -30,19 +28,14 @@ from api.maintenance import maintain_idempotency_partitions_forever
 from api.media_types import JsonBodyMiddleware
 from api.methods import allow_headers, complete_allow_header
 from api.metrics import (
-    PROJECTION_IDLE,
-    PROJECTION_LAG,
-    PROJECTION_QUARANTINED,
-    READ_MODEL_DRIFT,
     RequestMetricsMiddleware,
-    observe_batch,
-    track_queue_depth,
+    batch_observer,
 )
 from api.openapi import OpenAPIController
 from api.problems import exception_handlers
 from api.rate_limit import SharedRateLimiter, add_rate_limit_headers
-from api.readiness import drifted_rows, projection_states
 from api.request_id import add_request_id_header
+from api.scrape import exposition
 from api.webhooks.controller import webhooks_router
 from api.webhooks.inbox_writer import InboxWriter
 from api.webhooks.limits import WebhookLimits
@@ -64,16 +57,8 @@ class MetricsController(Controller):
 
     @get(operation_id="metrics", sync_to_thread=True, media_type=CONTENT_TYPE_LATEST)
     def metrics(self, state: State) -> Response[bytes]:
-        """Every metric, with projection lag read from the database at scrape time."""
-        with contextlib.suppress(psycopg.Error), state.pool.connection(timeout=2.0) as conn:
-            for name, projection in projection_states(conn).items():
-                PROJECTION_LAG.labels(projection=name).set(projection.lag)
-                PROJECTION_QUARANTINED.labels(projection=name).set(projection.quarantined)
-                idle = projection.idle_seconds if projection.lag > 0 and projection.idle_seconds is not None else 0.0
-                PROJECTION_IDLE.labels(projection=name).set(idle)
-            for name, drifted in drifted_rows(conn).items():
-                READ_MODEL_DRIFT.labels(projection=name).set(drifted)
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        """Every process's metrics, and the database's read at scrape time (``api/scrape.py``)."""
+        return Response(exposition(state.pool), media_type=CONTENT_TYPE_LATEST)
 
 
 def create_app(settings: Settings, database_url: str, redis_url: str) -> Litestar:
@@ -93,10 +78,9 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             merchant_queue_size_max=settings.batch_merchant_queue_size_max,
             conflict_retries_max=settings.batch_conflict_retries_max,
             name="api",
-            on_batch=observe_batch,
+            on_batch=batch_observer(lambda: committer.queue_depth()),  # noqa: PLW0108 - bound below
         )
         committer.start()
-        track_queue_depth(committer.queue_depth)
         broker = make_broker(redis_url)
         inbox_writer = InboxWriter(database_url, settings, redis_url, broker)
         await inbox_writer.start()

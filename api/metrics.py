@@ -1,4 +1,9 @@
-"""Daybook's own Prometheus metrics (request metrics come from Litestar's plugin)."""
+"""The API process's Prometheus metrics (``api/scrape.py`` exposes them with everyone else's).
+
+Gauges say how they add up across processes in multiprocess mode (``livesum``: each
+live process's value, summed). What PostgreSQL knows — projection lag, quarantine,
+drift, the inbox backlog — is read at scrape time instead (``api/scrape.py``).
+"""
 
 from __future__ import annotations
 
@@ -21,35 +26,29 @@ BATCH_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 BATCH_CONFLICT_RETRIES = Counter("daybook_batch_conflict_retries_total", "Batches re-run after a version conflict")
-QUEUE_DEPTH = Gauge("daybook_command_queue_depth", "Commands waiting for the group committer")
+QUEUE_DEPTH = Gauge(
+    "daybook_command_queue_depth", "Commands waiting for the group committer", multiprocess_mode="livesum"
+)
 WEBHOOK_OUTCOMES = Counter(
     "daybook_webhooks_total", "Webhook deliveries by gateway and outcome", ["gateway", "outcome"]
 )
-PROJECTION_LAG = Gauge("daybook_projection_lag_events", "Events not yet reflected by a projection", ["projection"])
-PROJECTION_QUARANTINED = Gauge(
-    "daybook_projection_quarantined", "Aggregates a projection set aside after failing to apply them", ["projection"]
-)
-READ_MODEL_DRIFT = Gauge(
-    "daybook_read_model_drift_rows", "Rows the last drift check found different from their events", ["projection"]
-)
-PROJECTION_IDLE = Gauge(
-    "daybook_projection_stalled_seconds",
-    "Seconds a projection that is behind has gone without advancing (0 when caught up)",
-    ["projection"],
-)
 
 
-def observe_batch(size: int, duration_s: float, conflict_retries: int) -> None:
-    """``GroupCommitter(on_batch=...)`` hook."""
-    BATCH_SIZE.observe(size)
-    BATCH_SECONDS.observe(duration_s)
-    if conflict_retries:
-        BATCH_CONFLICT_RETRIES.inc(conflict_retries)
+def batch_observer(queue_depth: Callable[[], int]) -> Callable[[int, float, int], None]:
+    """A ``GroupCommitter(on_batch=...)`` hook: batch size and time, retries, the queue left behind.
 
+    The queue depth is set after each batch (a callback gauge cannot be read across
+    processes): it is what waited when the last batch was answered.
+    """
 
-def track_queue_depth(queue_depth: Callable[[], int]) -> None:
-    """Reports the committer's queue depth on every scrape."""
-    QUEUE_DEPTH.set_function(queue_depth)
+    def observe(size: int, duration_s: float, conflict_retries: int) -> None:
+        BATCH_SIZE.observe(size)
+        BATCH_SECONDS.observe(duration_s)
+        if conflict_retries:
+            BATCH_CONFLICT_RETRIES.inc(conflict_retries)
+        QUEUE_DEPTH.set(queue_depth())
+
+    return observe
 
 
 REQUEST_SECONDS = Histogram(
@@ -58,7 +57,7 @@ REQUEST_SECONDS = Histogram(
     ["method", "path", "status_code"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
-REQUESTS_IN_PROGRESS = Gauge("daybook_requests_in_progress", "HTTP requests being served")
+REQUESTS_IN_PROGRESS = Gauge("daybook_requests_in_progress", "HTTP requests being served", multiprocess_mode="livesum")
 
 
 class RequestMetricsMiddleware:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from adapters.database import connection_pool
 from adapters.logs import configure_logging
 from adapters.migrate import migrate as apply_migrations
 from adapters.settings import Settings, SettingsError
+from api.scrape import MULTIPROCESS_DIR_VARIABLE
 from daybook.embedded import embedded_servers
 from daybook.projections_cli import rebuild_command, retry_command
 from daybook.serve import serve as run_serve
@@ -68,6 +70,9 @@ def api(host: str | None, port: int | None) -> None:
     """The HTTP API alone (needs DAYBOOK_DATABASE_URL and DAYBOOK_REDIS_URL)."""
     settings = _settings()
     configure_logging(settings.log_level)
+    if settings.api_processes > 1 and not os.environ.get(MULTIPROCESS_DIR_VARIABLE):
+        # Each scrape reaches one process: they must count together to be right.
+        os.environ[MULTIPROCESS_DIR_VARIABLE] = tempfile.mkdtemp(prefix="daybook-metrics-")
     uvicorn.run(
         "api.app:create_app_from_env",
         factory=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 from pathlib import Path
 
 import click
@@ -14,6 +15,7 @@ from adapters import merchants
 from adapters.settings import Settings
 
 ADMIN_KEY_FILE = "admin-key"
+METRICS_DIRECTORY = "metrics"
 DEMO_MERCHANT_FILE = "demo-merchant.json"
 
 
@@ -24,6 +26,19 @@ def write_private(path: Path, text: str) -> None:
     with os.fdopen(descriptor, "w") as file:
         file.write(text)
     path.chmod(0o600)
+
+
+def fresh_metrics_directory(home: Path) -> Path:
+    """``<home>/metrics``, emptied: the processes of one ``daybook serve`` count into it.
+
+    Its files are Prometheus multiprocess files (``PROMETHEUS_MULTIPROC_DIR``); what an
+    earlier run left there would otherwise be added to this run's counters.
+    """
+    directory = home / METRICS_DIRECTORY
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, mode=0o700)
+    return directory
 
 
 def admin_key(settings: Settings) -> str:

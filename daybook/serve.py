@@ -13,8 +13,9 @@ import click
 
 from adapters.migrate import migrate
 from adapters.settings import Settings
+from api.scrape import MULTIPROCESS_DIR_VARIABLE
 from daybook.embedded import embedded_servers
-from daybook.home import admin_key, ensure_demo_merchant
+from daybook.home import admin_key, ensure_demo_merchant, fresh_metrics_directory
 from daybook.supervisor import Child, Readiness, Supervisor
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ def serve(settings: Settings, host: str, port: int) -> int:
             "DAYBOOK_DATABASE_URL": database_url,
             "DAYBOOK_REDIS_URL": redis_url,
             "DAYBOOK_ADMIN_KEY": key,
+            # Every part counts into one directory, so the API's /metrics speaks for all.
+            MULTIPROCESS_DIR_VARIABLE: str(fresh_metrics_directory(home)),
         }
         python = sys.executable
         children = [

@@ -29,7 +29,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
 from psycopg import sql
 
-from projections import quarantine
+from projections import metrics, quarantine
 from projections.source import EventSource, Positioned, Undecodable
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,7 @@ class _Follower:
             return 0
         try:
             self.position = self._commit_with_retries(conn, events)
+            metrics.observe_batch(self.projection.name, len(events))
         except StaleTrackingError:
             log.info("projection %s advanced elsewhere; continuing from there", self.projection.name)
             self.position = ensure_tracking(conn, self.projection.name)
@@ -228,6 +229,7 @@ class _Follower:
             error,
             extra={"projection": name, "position": position, "aggregate_id": str(key)},
         )
+        metrics.observe_quarantine(name)
         self.runner.on_quarantine(name)
         return position
 

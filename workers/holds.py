@@ -19,6 +19,7 @@ from domain.commands import ExpireOrder, ExpiryResult
 from domain.context import CommandContext
 from domain.groupcommit import CommandOutcome, GroupCommitter
 from projections.orders import due_holds
+from workers import metrics
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ def expire_due_holds(pool: ConnectionPool[Any], committer: GroupCommitter, now: 
     with pool.connection() as conn:
         due = due_holds(conn, now, SWEEP_BATCH_MAX)
     if not due:
+        metrics.observe_sweep(0, 0)
         return 0
     context = CommandContext(actor="system:hold-expiry", request_id=f"sweep-{uuid.uuid4().hex}")
     futures: list[Future[CommandOutcome[ExpiryResult]]] = [
@@ -48,4 +50,5 @@ def expire_due_holds(pool: ConnectionPool[Any], committer: GroupCommitter, now: 
         elif future.result().value.expired:
             expired += 1
     log.info("hold expiry: %d of %d due orders expired", expired, len(due))
+    metrics.observe_sweep(len(due), expired)
     return expired

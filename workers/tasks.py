@@ -35,6 +35,7 @@ from domain.groupcommit import GroupCommitter
 from workers.drift import check_drift
 from workers.holds import expire_due_holds
 from workers.inbox import process_rows, sweep_pending
+from workers.metrics import MessageMetrics
 
 
 class WorkerConfigurationError(RuntimeError):
@@ -55,7 +56,9 @@ def _required(value: str | None, variable: str) -> str:
 
 _REDIS_URL = _required(_settings().redis_url, "DAYBOOK_REDIS_URL")
 tune_gc()
-dramatiq.set_broker(make_broker(_REDIS_URL))
+_broker = make_broker(_REDIS_URL)
+_broker.add_middleware(MessageMetrics())
+dramatiq.set_broker(_broker)
 _redis = redis.Redis.from_url(_REDIS_URL, socket_timeout=5.0)
 _lock = threading.Lock()
 

@@ -99,6 +99,30 @@ def test_a_message_sent_to_the_broker_is_processed_by_the_served_worker(
     broker.close()
 
 
+def test_metrics_of_the_worker_and_the_projections_are_served_by_the_api(served: ServeProcess, serve_dir: Path) -> None:
+    """One scrape of the API speaks for every part of serve: they count into one directory."""
+    demo = _demo(serve_dir)
+    headers = {"Authorization": f"Bearer {demo['api_key']}", "Content-Type": "application/json"}
+    sku = f"SKU-{uuid.uuid4().hex[:8]}"
+    received = httpx.post(
+        f"{served.base_url}/v1/inventory/{sku}/receipts", json={"quantity": 1}, headers=headers, timeout=10
+    )
+    assert received.status_code == 201, received.text
+
+    def scraped() -> str | None:
+        text = httpx.get(f"{served.base_url}/metrics", timeout=10).text
+        wanted = (
+            'daybook_projection_events_total{projection="inventory_levels"}',  # the projections process
+            'daybook_worker_messages_total{actor="expire_holds",outcome="done"}',  # the worker, on its schedule
+            'daybook_request_duration_seconds_count{method="POST"',  # the API itself
+            'daybook_projection_lag_events{projection="orders"}',  # the database, at scrape time
+        )
+        return text if all(series in text for series in wanted) else None
+
+    wait_for(scraped, timeout_s=30, what="the worker's, projections' and API's series in one scrape")
+    assert (serve_dir / ".daybook" / "metrics").is_dir()
+
+
 def test_sigterm_stops_everything_cleanly_and_a_restart_keeps_the_data(served: ServeProcess, serve_dir: Path) -> None:
     admin_key = (serve_dir / ".daybook" / "admin-key").read_text().strip()
     created = _create_merchant(served, admin_key)
