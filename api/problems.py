@@ -53,6 +53,7 @@ _TITLES: dict[int, str] = {
     413: "Payload too large",
     415: "Unsupported media type",
     429: "Too many requests",
+    499: "Client closed request",
     500: "Internal server error",
     503: "Service unavailable",
 }
@@ -147,7 +148,16 @@ def _handle_validation(request: Request[Any, Any, Any], error: ValidationExcepti
     return problem_response(request.scope, 400, "invalid_request", str(error.detail), extra=extra)
 
 
+CLIENT_CLOSED_REQUEST = 499
+"""Counted (nginx's convention) when the client went away before its request was read."""
+_CLIENT_DISCONNECTED = "client disconnected prematurely"  # Litestar's detail when reading the body
+
+
 def _handle_http(request: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
+    if error.status_code == 500 and error.detail == _CLIENT_DISCONNECTED:
+        # Nothing ran and nobody will read an answer: not a server error, nor worth a traceback.
+        log.info("client disconnected before its request was read", extra={"request_id": request_id_of(request.scope)})
+        return problem_response(request.scope, CLIENT_CLOSED_REQUEST, "client_closed_request", _CLIENT_DISCONNECTED)
     status = error.status_code
     code = _DEFAULT_CODES.get(status, "error")
     detail = error.detail if status < 500 else _TITLES.get(status, "Error")

@@ -7,6 +7,7 @@ answered under its key.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -191,3 +192,17 @@ def test_a_keyed_receipt_run_again_by_another_process_is_applied_once(
             committer.stop()
         for app in apps:
             app.close()
+
+
+def test_a_client_gone_before_its_body_was_read_is_no_server_error(
+    client: TestClient[Any], keyed: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    body = (
+        b'{"lines": [{"sku": "A", "quantity": 1, "unit_price": {"amount": 1, "currency": "EUR"}}], "currency": "EUR"}'
+    )
+    with caplog.at_level(logging.INFO, logger="api.problems"):
+        sent = _send_cut_short(client, "/v1/orders", keyed["headers"], body)
+    [start] = [message for message in sent if message["type"] == "http.response.start"]
+    assert start["status"] == 499
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert any("client disconnected" in record.getMessage() for record in caplog.records)
