@@ -3,8 +3,9 @@
 The library inserts a batch as one array of a composite type, which psycopg dumps in
 Python, value by value (measured: ~14% of the group committer's time on a hot SKU).
 This recorder sends the same rows as four arrays of plain types (uuid, bigint, text,
-bytea), which psycopg dumps in C. Same table, same table lock, same NOTIFY, same
-``RETURNING notification_id`` in insertion order.
+bytea) as *binary* parameters (``%b``): a text array escapes every element in Python
+(11 ms for 400 events against 1.8 ms in binary). Same table, same table lock, same
+NOTIFY, same ``RETURNING notification_id`` in insertion order.
 
 Every insert also stamps its events with a random batch id, so that its outcome can be
 checked: the library retries an insert after a dropped connection, and when the first
@@ -46,16 +47,16 @@ class ColumnarApplicationRecorder(PostgresApplicationRecorder):
         table = {"schema": Identifier(self.datastore.schema), "table": Identifier(self.events_table_name)}
         self.insert_events_statement = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state, batch_id) "
-            "SELECT e.*, %s::uuid FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) AS e "
+            "SELECT e.*, %b::uuid FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) AS e "
             "RETURNING notification_id"
         ).format(**table)
         self.select_events_of_statement = SQL(
             "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
-            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+            "WHERE originator_id = ANY(%b) ORDER BY originator_id, originator_version"
         ).format(**table)
         self.select_batch_statement = SQL(
             "SELECT e.originator_id, e.originator_version, e.notification_id, e.batch_id FROM {schema}.{table} AS e "
-            "JOIN unnest(%s::uuid[], %s::bigint[]) AS k (originator_id, originator_version) "
+            "JOIN unnest(%b::uuid[], %b::bigint[]) AS k (originator_id, originator_version) "
             "USING (originator_id, originator_version)"
         ).format(**table)
 

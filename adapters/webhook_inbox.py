@@ -26,7 +26,7 @@ PARK_REASON_LENGTH_MAX: Final = 1_000
 
 INSERT: Final = sql.SQL(
     "INSERT INTO webhook_inbox (merchant_id, gateway, event_id, body, headers) "
-    "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bytea[], %s::jsonb[]) "
+    "SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bytea[], %b::jsonb[]) "
     "ON CONFLICT (merchant_id, gateway, event_id) DO NOTHING RETURNING inbox_id, merchant_id, gateway, event_id"
 )
 _CLAIM = sql.SQL(

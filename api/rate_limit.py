@@ -6,6 +6,13 @@ second, over any number of API processes and machines: the state is one GCRA
 timed by the Redis server's clock, one round trip). Litestar's rate-limit middleware is
 not used: its store keeps every timestamp of the window and has no burst policy.
 
+A process takes up to :func:`lease_size` requests' worth of a busy key in one script
+call and admits them locally for at most ``LEASE_SECONDS`` (a tenth of a second of the
+key's rate, at most 64): the Redis round trip is paid once per lease instead of once
+per request (it was an eighth of the API's CPU on a hot key). Leased requests are
+taken from the shared budget when leased, so the processes together still admit at
+most the limit plus its burst; an unused lease only makes the limit stricter.
+
 With Redis unreachable the limit falls back to a token bucket in each process (with N
 API processes a key may then get up to N times its limit); the fallback is logged when
 it starts and ends and named in ``/readyz`` while it lasts, and Redis is tried again
@@ -18,6 +25,7 @@ Every answer to an authenticated request carries the IETF ``RateLimit-Policy`` a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -51,26 +59,50 @@ DECISIONS = Counter(
     ["store", "outcome"],
 )
 _WINDOW_SECONDS = 60
+LEASE_MAX = 64
+LEASE_SECONDS = 1.0
+"""A lease not used up in this long is dropped (its requests stay spent)."""
+LEASES_MAX = 100_000
 
 # GCRA: the key's theoretical arrival time (TAT, µs of the Redis clock) moves one
 # emission interval forward per admitted request; a request is admitted while the TAT
-# stays within the burst capacity of now. Returns {admitted, µs of slack left or µs to
-# wait, µs until the whole burst is available again}.
+# stays within the burst capacity of now. Up to ARGV[3] requests are taken at once.
+# Returns {requests granted (0: refused), µs of slack left or µs to wait, µs until the
+# whole burst is available again}.
 _GCRA = """
 if redis.replicate_commands then redis.replicate_commands() end
 local interval = tonumber(ARGV[1])
 local capacity = tonumber(ARGV[2])
+local wanted = tonumber(ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local ahead = tat + interval - now
-if ahead > capacity then
-  return {0, ahead - capacity, tat - now}
+local room = capacity - (tat - now)
+local granted = math.floor(room / interval)
+if granted < 1 then
+  return {0, interval - room, tat - now}
 end
+if granted > wanted then granted = wanted end
+local ahead = tat + granted * interval - now
 redis.call('SET', KEYS[1], string.format('%d', now + ahead), 'PX', math.ceil(ahead / 1000) + 1)
-return {1, capacity - ahead, ahead}
+return {granted, capacity - ahead, ahead}
 """
+
+
+def lease_size(per_minute: int) -> int:
+    """Requests of one key leased at once: a tenth of a second of its rate, 1 to ``LEASE_MAX``."""
+    return max(1, min(LEASE_MAX, per_minute // 600))
+
+
+@dataclass(slots=True)
+class _Lease:
+    """Requests of one key already taken from Redis, not yet admitted."""
+
+    left: int
+    remaining: int
+    reset_seconds: int
+    expires_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +171,9 @@ class SharedRateLimiter:
         self._capacity_us = self._interval_us * per_minute
         self._key_prefix = f"daybook:rate-limit:{per_minute}:"
         self._policy = f'"{POLICY_NAME}";q={per_minute};w={_WINDOW_SECONDS}'
+        self._lease_size = lease_size(per_minute)
+        self._leases: OrderedDict[str, _Lease] = OrderedDict()
+        self._taking: dict[str, asyncio.Future[Decision]] = {}
         self.local = RateLimiter(per_minute)
         self._redis_down_until = 0.0
         self._redis_down_since: float | None = None
@@ -182,12 +217,49 @@ class SharedRateLimiter:
             raise ApiError(429, "rate_limited", "Too many requests for this API key.", headers=headers)
 
     async def _decide_in_redis(self, key_id: str) -> Decision:
-        admitted, slack_us, reset_us = await self._script(
-            keys=[self._key_prefix + key_id], args=[self._interval_us, self._capacity_us]
+        """From the key's lease, else from a new one: one Redis call however many requests wait."""
+        while True:
+            lease = self._leases.get(key_id)
+            if lease is not None and lease.left > 0 and time.monotonic() < lease.expires_at:
+                lease.left -= 1
+                return Decision(True, lease.remaining + lease.left, lease.reset_seconds, 0)
+            taking = self._taking.get(key_id)
+            if taking is None:
+                return await self._take_lease(key_id)
+            decision = await asyncio.shield(taking)  # another request is asking Redis: share its answer
+            if not decision.admitted:
+                return decision
+
+    async def _take_lease(self, key_id: str) -> Decision:
+        taking: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        self._taking[key_id] = taking
+        try:
+            decision = await self._ask_redis(key_id)
+        except BaseException as error:
+            taking.set_exception(error)
+            taking.exception()  # the waiters, if any, raise it; none is no error
+            raise
+        else:
+            taking.set_result(decision)
+            return decision
+        finally:
+            del self._taking[key_id]
+
+    async def _ask_redis(self, key_id: str) -> Decision:
+        granted, slack_us, reset_us = await self._script(
+            keys=[self._key_prefix + key_id], args=[self._interval_us, self._capacity_us, self._lease_size]
         )
-        if admitted:
-            return Decision(True, int(slack_us) // self._interval_us, _seconds(reset_us), 0)
-        return Decision(False, 0, _seconds(reset_us), max(1, _seconds(slack_us)))
+        granted = int(granted)
+        if not granted:
+            self._leases.pop(key_id, None)
+            return Decision(False, 0, _seconds(reset_us), max(1, _seconds(slack_us)))
+        remaining, reset_seconds = int(slack_us) // self._interval_us, _seconds(reset_us)
+        if granted > 1:
+            self._leases[key_id] = _Lease(granted - 1, remaining, reset_seconds, time.monotonic() + LEASE_SECONDS)
+            self._leases.move_to_end(key_id)
+            if len(self._leases) > LEASES_MAX:
+                self._leases.popitem(last=False)
+        return Decision(True, remaining + granted - 1, reset_seconds, 0)
 
     def _redis_failed(self, error: BaseException) -> None:
         self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS

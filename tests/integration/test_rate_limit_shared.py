@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
+import time
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -124,3 +126,54 @@ def test_readyz_names_the_per_process_fallback_while_redis_is_away(
     assert ready.status_code == 503
     assert "rate limit is per API process: redis does not answer" in ready.json()["reasons"]
     assert recovered.json() == {"status": "ready", "reasons": []}
+
+
+def test_a_busy_key_is_leased_a_few_requests_per_round_trip_and_still_no_more_than_its_burst(redis_url: str) -> None:
+    import redis as sync_redis
+
+    from api.rate_limit import lease_size
+
+    per_minute = 1_200  # a burst of 1,200; leases of 2 requests
+    assert lease_size(per_minute) == 2
+    key_id = f"key-{uuid.uuid4().hex}"
+    client = sync_redis.Redis.from_url(redis_url)
+
+    def script_calls() -> int:
+        stats = client.info("commandstats")
+        return sum(int(stats.get(name, {}).get("calls", 0)) for name in ("cmdstat_evalsha", "cmdstat_eval"))
+
+    before, started = script_calls(), time.monotonic()
+    limiters = [SharedRateLimiter(redis_url, per_minute), SharedRateLimiter(redis_url, per_minute)]
+    admitted = _run(_decisions(limiters, key_id, 1_300))
+    refilled = math.ceil((time.monotonic() - started) * per_minute / 60)  # 20 a second come back meanwhile
+    calls = script_calls() - before
+    # At most the burst and what refilled; an unused lease (2 at most per process) only makes it stricter.
+    assert per_minute - 4 <= sum(admitted) <= per_minute + refilled
+    assert calls <= 1_300 // 2 + 60  # one round trip per two requests (and a few refusals)
+    client.close()
+
+
+def test_concurrent_requests_of_one_key_share_one_round_trip_for_a_lease(redis_url: str) -> None:
+    import redis as sync_redis
+
+    per_minute = 1_000_000  # leases of 64 requests
+    client = sync_redis.Redis.from_url(redis_url)
+
+    def script_calls() -> int:
+        stats = client.info("commandstats")
+        return sum(int(stats.get(name, {}).get("calls", 0)) for name in ("cmdstat_evalsha", "cmdstat_eval"))
+
+    async def at_once() -> list[bool]:
+        limiter = SharedRateLimiter(redis_url, per_minute)
+        try:
+            decisions = await asyncio.gather(*(limiter.decide("busy-key") for _ in range(128)))
+            return [decision.admitted for decision in decisions]
+        finally:
+            await limiter.close()
+
+    before = script_calls()
+    admitted = _run(at_once())
+    calls = script_calls() - before
+    client.close()
+    assert all(admitted)
+    assert calls <= 3  # 128 requests, leases of 64: two calls (a script load at most besides)
