@@ -11,7 +11,9 @@ import msgspec
 import pytest
 from eventsourcing.persistence import StoredEvent
 
+from adapters.database import eventsourcing_env
 from adapters.event_store import MAPPER_TOPIC
+from adapters.settings import Settings
 from domain.application import Daybook
 from domain.commands import AdjustStock, CancelOrder, PlaceOrder, ReceiveStock
 from domain.context import CommandContext
@@ -116,6 +118,13 @@ def long_history(app: Daybook, merchant_id: UUID, *, orders: int = 30, start: fl
 def test_snapshots_are_off_unless_the_environment_turns_them_on() -> None:
     assert Daybook({"PERSISTENCE_MODULE": "eventsourcing.popo"}).snapshotting is None
     assert Daybook(snapshot_env()).snapshotting is not None
+
+
+def test_daybook_processes_snapshot_unless_daybook_snapshots_is_false() -> None:
+    url = "postgresql://daybook@127.0.0.1:5432/daybook"
+    assert eventsourcing_env(url, Settings())["SNAPSHOTS"] == "y"
+    settings = Settings.from_env({"DAYBOOK_SNAPSHOTS": "false"})
+    assert eventsourcing_env(url, settings)["SNAPSHOTS"] == "n"
 
 
 def test_an_item_loads_from_its_latest_snapshot_reading_only_the_later_events(app: Daybook) -> None:
