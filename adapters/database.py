@@ -79,4 +79,6 @@ def eventsourcing_env(database_url: str, settings: Settings, *, pool_size: int =
         "CREATE_TABLE": "n",
         "APPLICATION_RECORDER_TOPIC": event_store.TOPIC,
         "MAPPER_TOPIC": event_store.MAPPER_TOPIC,
+        # Loads start from the latest snapshot; saves snapshot what is due (domain/snapshots/).
+        "SNAPSHOTS": "y" if settings.snapshots else "n",
     }

@@ -55,6 +55,7 @@ class Settings:
     inbox_sweep_interval_seconds: float = 10.0
     drift_check_interval_seconds: float = 300.0
     demo_merchant: bool = True
+    snapshots: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -9,21 +9,27 @@ transaction; production writes go through it, while tools and tests use ``execut
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import takewhile
 from typing import Any, Generic, TypeVar, cast
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, Repository
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent, Repository
 from eventsourcing.domain import Aggregate
+from eventsourcing.popo import POPOApplicationRecorder
+from eventsourcing.utils import strtobool
 
 from domain.errors import InventoryItemNotFoundError, OrderNotFoundError, PaymentNotFoundError
 from domain.events import DaybookAggregate, DaybookEvent
 from domain.inventory import InventoryItem, InventoryLevel, inventory_item_id
 from domain.orders import Order, OrderView
 from domain.payments import Payment, PaymentView
+from domain.snapshots import InMemorySnapshotRecorder, SnapshotRecorder, Snapshotting, SnapshottingRepository
 from domain.unit_of_work import Command, TrackingUnitOfWork
+
+log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 D = TypeVar("D", bound=DaybookAggregate)
@@ -58,9 +64,63 @@ class Daybook(Application[UUID]):
     """Orders, payments and inventory of every merchant, as event streams.
 
     The application name makes the PostgreSQL events table ``daybook_events``.
+
+    With ``SNAPSHOTS`` true in its environment (``DAYBOOK_SNAPSHOTS``; on in every
+    process that :func:`adapters.database.eventsourcing_env` configures, off by
+    default), every load starts from the latest snapshot and every save snapshots the
+    aggregates that are due (:mod:`domain.snapshots`). Snapshots need a mapper that
+    decodes typed state: the msgspec mapper. ``SNAPSHOT_INTERVAL_EVENTS`` replaces the
+    intervals of ``domain/limits.py``.
     """
 
     name = "Daybook"
+    SNAPSHOTS = "SNAPSHOTS"
+    SNAPSHOT_INTERVAL_EVENTS = "SNAPSHOT_INTERVAL_EVENTS"
+    """Replaces every class's snapshot interval (``domain/limits.py``): for tests and benchmarks."""
+    snapshotting: Snapshotting | None = None
+
+    def construct_repository(self) -> Repository[UUID]:
+        """The repository, over snapshots when they are on (the library's otherwise)."""
+        self.snapshotting = self._construct_snapshotting()
+        cache_maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
+        return SnapshottingRepository(
+            self.events,
+            snapshotting=self.snapshotting,
+            cache_maxsize=int(cache_maxsize) if cache_maxsize else None,
+            fastforward=strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD, "y")),
+            fastforward_skipping=strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD_SKIPPING, "n")),
+            deepcopy_from_cache=strtobool(self.env.get(self.DEEPCOPY_FROM_AGGREGATE_CACHE, "y")),
+        )
+
+    def _construct_snapshotting(self) -> Snapshotting | None:
+        if not strtobool(self.env.get(self.SNAPSHOTS, "n")):
+            return None
+        recorder: SnapshotRecorder
+        if isinstance(self.recorder, SnapshotRecorder):
+            recorder = self.recorder
+        elif isinstance(self.recorder, POPOApplicationRecorder):
+            recorder = InMemorySnapshotRecorder(self.recorder)
+        else:
+            msg = f"{type(self.recorder).__name__} keeps no snapshots; set {self.SNAPSHOTS}=n"
+            raise ValueError(msg)
+        interval = self.env.get(self.SNAPSHOT_INTERVAL_EVENTS)
+        return Snapshotting(self.mapper, recorder, self.recorder, interval_events=int(interval) if interval else None)
+
+    def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
+        # Called by Application.save once the events are committed: the aggregates hold
+        # exactly the committed state. A snapshot never fails a save that committed.
+        if self.snapshotting is None:
+            return
+        try:
+            self.snapshotting.after_save(processing_event.aggregates, processing_event.events)
+        except Exception:
+            log.exception("snapshots after a save failed; the save itself committed")
+
+    def close(self) -> None:
+        """Writes the queued snapshots (bounded wait), then closes the event store."""
+        if self.snapshotting is not None:
+            self.snapshotting.close()
+        super().close()
 
     def execute(self, command: Command[R]) -> R:
         """Runs ``command`` and saves everything it changed in one transaction."""
@@ -130,9 +190,13 @@ class Daybook(Application[UUID]):
     def replay(self, aggregate_id: UUID, as_of: datetime | None = None) -> Aggregate | None:
         """Rebuilds an aggregate from its events, as it was at ``as_of`` (default: now).
 
-        Uses the events whose timestamp is at or before ``as_of``; ``None`` when the
-        aggregate did not exist yet (or at all).
+        Uses the events up to the first one whose timestamp is after ``as_of``; ``None``
+        when the aggregate did not exist yet (or at all). With snapshots, starts from
+        the latest snapshot whose events all occurred at or before ``as_of``.
         """
+        if self.snapshotting is not None:
+            stored = self.snapshotting.read([aggregate_id], as_of=as_of).get(aggregate_id, [])
+            return self.snapshotting.restore(aggregate_id, stored, as_of=as_of)
         events: Any = self.events.get(aggregate_id)
         if as_of is not None:
             events = takewhile(lambda event: event.timestamp <= as_of, events)

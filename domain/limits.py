@@ -61,6 +61,26 @@ PAGE_SIZE_MAX: Final = 100
 EVENT_PAGE_SIZE_MAX: Final = 1_000
 """Pages of events (an order's stream, the audit log) may be larger."""
 
+# Snapshots (domain/snapshots/): only inventory items have histories long enough to need
+# them (a hot SKU gains a million events in minutes; orders and payments stay within tens).
+INVENTORY_ITEM_SNAPSHOT_INTERVAL_EVENTS: Final = 1_000
+"""Events of an inventory item between two of its snapshots, at least: a cold load then
+replays at most about this many events after the latest snapshot."""
+SNAPSHOT_STATE_BYTES_PER_EVENT: Final = 256
+"""Snapshots of a large state are spaced further apart: after a snapshot of ``n`` bytes,
+the next waits at least ``n / 256`` events, so that encoding snapshots costs the hot path
+about 256 bytes of encoding per event and snapshots take no more room than the events."""
+SNAPSHOT_TRACKED_AGGREGATES_MAX: Final = 100_000
+"""Aggregates whose history (version, latest timestamp, last snapshot) a process keeps in
+mind to decide when to snapshot them; the least recently used are forgotten past this."""
+SNAPSHOT_WRITE_QUEUE_SIZE_MAX: Final = 1_000
+"""Snapshots waiting to be written; past this a new snapshot is dropped (the next one of
+that aggregate comes an interval later)."""
+SNAPSHOT_WRITE_BATCH_SIZE_MAX: Final = 100
+"""Snapshots written in one statement."""
+SNAPSHOT_CLOSE_TIMEOUT_SECONDS: Final = 5.0
+"""How long closing the application waits for its queued snapshots to be written."""
+
 assert HOLD_SECONDS_MIN <= HOLD_SECONDS_DEFAULT <= HOLD_SECONDS_MAX
 assert 1 <= LINES_MIN <= LINES_MAX
 assert 1 <= LINE_QUANTITY_MIN <= LINE_QUANTITY_MAX
@@ -73,3 +93,5 @@ assert UNIT_PRICE_MAX * LINE_QUANTITY_MAX * LINES_MAX <= AMOUNT_MAX
 assert RECEIPT_QUANTITY_MAX <= ON_HAND_MAX
 assert ADJUSTMENT_DELTA_MAX <= ON_HAND_MAX
 assert str(SKU_LENGTH_MAX) in SKU_PATTERN
+assert SNAPSHOT_WRITE_BATCH_SIZE_MAX <= SNAPSHOT_WRITE_QUEUE_SIZE_MAX
+assert INVENTORY_ITEM_SNAPSHOT_INTERVAL_EVENTS >= 1

@@ -5,16 +5,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, Recording, StoredEvent
+from eventsourcing.persistence import IntegrityError, Recording
 
 from domain.groupcommit.batch_unit_of_work import BatchUnitOfWork, EventKey
 from domain.groupcommit.cache import AggregateCache
 from domain.groupcommit.errors import ConflictRetriesExhaustedError
+from domain.snapshots import BulkEventReader, SnapshottingRepository
 from domain.unit_of_work import AnyCommand
 
 R = TypeVar("R")
@@ -171,20 +171,15 @@ def _run_commands(
         reruns += 1
 
 
-@runtime_checkable
-class BulkEventReader(Protocol):
-    """A recorder that reads the events of many aggregates in one query."""
-
-    def select_events_of(self, originator_ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]: ...
-
-
 def _prefetch(app: Application[UUID], cache: AggregateCache, commands: Sequence[AnyCommand]) -> frozenset[UUID]:
     """Loads, in one query, the aggregates the commands say they need and the cache lacks.
 
     Commands may name them with an ``aggregate_ids()`` method (a hint: a command may
-    still load others, one by one). Returns the named ids that do not exist, so the
-    pass need not ask the store again. Does nothing when the recorder cannot read in
-    bulk (the in-memory store).
+    still load others, one by one). Each is loaded from its latest snapshot and the
+    events after it when the application snapshots (:mod:`domain.snapshots`), so a
+    long-lived SKU costs about an interval of events, not its history. Returns the
+    named ids that do not exist, so the pass need not ask the store again. Does nothing
+    when the recorder cannot read in bulk (the in-memory store).
     """
     if not isinstance(app.recorder, BulkEventReader):
         return frozenset()
@@ -197,15 +192,17 @@ def _prefetch(app: Application[UUID], cache: AggregateCache, commands: Sequence[
     wanted = {aggregate_id for aggregate_id in wanted if not cache.contains(aggregate_id)}
     if not wanted:
         return frozenset()
-    stored = app.recorder.select_events_of(sorted(wanted))
-    loaded: list[Aggregate] = []
-    for events in stored.values():
-        aggregate: Any = None
-        for stored_event in events:
-            aggregate = app.mapper.to_domain_event(stored_event).mutate(aggregate)  # type: ignore[attr-defined]
-        loaded.append(aggregate)
-    cache.put(loaded)
-    return frozenset(wanted - stored.keys())
+    if isinstance(app.repository, SnapshottingRepository):
+        loaded = app.repository.get_many(sorted(wanted))
+    else:
+        loaded = {}
+        for aggregate_id, events in app.recorder.select_events_of(sorted(wanted)).items():
+            aggregate: Any = None
+            for stored_event in events:
+                aggregate = app.mapper.to_domain_event(stored_event).mutate(aggregate)  # type: ignore[attr-defined]
+            loaded[aggregate_id] = aggregate
+    cache.put(loaded.values())
+    return frozenset(wanted - loaded.keys())
 
 
 def _save(app: Application[UUID], uow: BatchUnitOfWork) -> list[Recording[UUID]] | None:
