@@ -100,18 +100,24 @@ def replayed(app: Daybook, aggregate_id: UUID, *, version: int | None = None) ->
 
 
 def long_history(app: Daybook, merchant_id: UUID, *, orders: int = 30, start: float = 0.0) -> UUID:
-    """An item with receipts, holds and releases: ``2 + 2 * orders`` events, one second apart."""
+    """An item with receipts, holds and releases: ``2 + 2 * orders`` events, one second apart.
+
+    The writer is flushed after every command: it keeps one waiting snapshot per
+    aggregate (a newer one replaces it), and the tests count on every interval's.
+    """
+    snapshotting = app.snapshotting
+    assert snapshotting is not None
     app.execute(ReceiveStock(at(start), merchant_id, "SKU-1", 1_000))
     line = (OrderLine("SKU-1", 2, Money(100, "EUR")),)
     for index in range(orders):
         order_id = UUID(int=index + 1)
         app.execute(PlaceOrder(at(start + 1 + 2 * index), merchant_id, order_id, line, "EUR"))
+        assert snapshotting.writer.flush(5.0)
         if index % 3:
             app.execute(CancelOrder(at(start + 2 + 2 * index), merchant_id, order_id))
         else:
             app.execute(AdjustStock(at(start + 2 + 2 * index), merchant_id, "SKU-1", 1, "count"))
-    assert app.snapshotting is not None
-    assert app.snapshotting.writer.flush(5.0)
+        assert snapshotting.writer.flush(5.0)
     return inventory_item_id(merchant_id, "SKU-1")
 
 
