@@ -21,7 +21,7 @@ from adapters.database import eventsourcing_env
 from adapters.runtime import tune_gc
 from adapters.settings import Settings
 from domain.application import Daybook
-from projections.registry import all_projections
+from projections.registry import every_projection
 from projections.runner import ProjectionRunner
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def run_forever(settings: Settings, database_url: str, redis_url: str) -> int:
     """Runs projections and the scheduler until SIGTERM/SIGINT; returns the exit code."""
     stop = threading.Event()
     app = Daybook(env=eventsourcing_env(database_url, settings))
-    runner = ProjectionRunner(app, database_url, all_projections(app))
+    runner = ProjectionRunner(app, database_url, every_projection(app))
 
     def request_stop(signum: int, _: FrameType | None) -> None:
         log.info("projections: received %s; stopping", signal.Signals(signum).name)

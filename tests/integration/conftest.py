@@ -15,7 +15,7 @@ from adapters.database import eventsourcing_env
 from adapters.settings import Settings
 from api.app import create_app
 from domain.application import Daybook
-from projections.registry import all_projections
+from projections.registry import every_projection
 from projections.runner import ProjectionRunner
 
 ADMIN_KEY = "dbk_admin_test_key_for_the_suite"
@@ -67,7 +67,7 @@ def auditor_headers(merchant: dict[str, Any]) -> dict[str, str]:
 def running_projections(database_url: str, settings: Settings) -> Iterator[ProjectionRunner]:
     """The projection runner following ``database_url`` in a thread."""
     app = Daybook(env=eventsourcing_env(database_url, settings))
-    runner = ProjectionRunner(app, database_url, all_projections(app))
+    runner = ProjectionRunner(app, database_url, every_projection(app))
     thread = threading.Thread(target=runner.run_forever, name="projections", daemon=True)
     thread.start()
     try:
