@@ -2,7 +2,9 @@
 
 A batch hashes its events merchant by merchant, each from the hash of the merchant's
 previous event (kept across batches; read from the table after a restart or a rollback),
-COPYs the rows and, in the same transaction as the rows and the tracking position,
+COPYs the rows, moves each merchant's head (``audit_chain_heads``), signs the digests
+that fell due (``projections/audit_digests.py``) and, in the same transaction as the
+rows and the tracking position,
 notifies ``daybook_audit_chain`` with the batch's last position, so that a live feed
 wakes when a batch is visible. The chain never skips an event: an event that cannot be
 decoded is not set aside (it has no key here) and stops the chain at it until it is
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar, Final
 from uuid import UUID
 
@@ -25,6 +27,7 @@ from psycopg import sql
 from adapters.audit_events import canonical, event_shape
 from domain.audit import GENESIS_HASH
 from domain.events import DaybookEvent
+from projections.audit_digests import DigestSigner, Head
 from projections.source import Positioned, Undecodable
 from projections.state import PoisonEventError
 
@@ -35,17 +38,18 @@ LAST_HASHES_MAX: Final = 100_000
 
 _COLUMNS = ("position", "merchant_id", "stream_id", "version", "hash", "prev_hash", "request_id", "causation_id")
 _TYPES = ("int8", "uuid", "uuid", "int8", "bytea", "bytea", "text", "text")
-_LAST_HASHES = sql.SQL(
-    "SELECT m.id, (SELECT c.hash FROM audit_chain c WHERE c.merchant_id = m.id ORDER BY c.position DESC LIMIT 1) "
-    "FROM unnest(%s::uuid[]) AS m (id)"
+_LAST_HASHES = sql.SQL("SELECT merchant_id, hash FROM audit_chain_heads WHERE merchant_id = ANY(%s)")
+_ADVANCE_HEADS = sql.SQL(
+    "INSERT INTO audit_chain_heads AS h (merchant_id, position, hash, events) "
+    "SELECT * FROM unnest(%s::uuid[], %s::int8[], %s::bytea[], %s::int8[]) "
+    "ON CONFLICT (merchant_id) DO UPDATE SET position = EXCLUDED.position, hash = EXCLUDED.hash, "
+    "events = h.events + EXCLUDED.events "
+    "RETURNING merchant_id, position, hash, events, digest_events, digest_at"
 )
 _NOTIFY = sql.SQL("SELECT pg_notify({}, %s)").format(sql.Literal(NOTIFY_CHANNEL))
 
 Row = tuple[int, UUID, UUID, int, bytes, bytes, str | None, str | None]
 """One chain row, in the order of ``_COLUMNS``."""
-
-AfterBatch = Callable[[psycopg.Cursor[Any], dict[UUID, tuple[int, bytes, int]]], None]
-"""Called in the batch's transaction with, per merchant chained, (last position, last hash, events chained)."""
 
 
 class AuditChainProjection:
@@ -63,13 +67,13 @@ class AuditChainProjection:
         *,
         name: str | None = None,
         table: str = "audit_chain",
-        after_batch: AfterBatch | None = None,
+        signer: DigestSigner | None = None,
     ) -> None:
-        """A chain projection; ``after_batch`` runs in each batch's transaction (signed digests)."""
+        """A chain projection; ``signer`` signs the digests each batch makes due (none without it)."""
         self.app = app
         self.name = name or self.default_name
         self.table = table
-        self._after_batch = after_batch
+        self.signer = signer
         self._last: OrderedDict[UUID, bytes] = OrderedDict()
         self._copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, _COLUMNS))
@@ -94,8 +98,9 @@ class AuditChainProjection:
                 copy.set_types(list(_TYPES))
                 for row in rows:
                     copy.write_row(row)
-            if self._after_batch is not None:
-                self._after_batch(cursor, chained)
+            heads = self._advance_heads(cursor, chained)
+            if self.signer is not None:
+                self.signer.sign_due(cursor, heads)
             cursor.execute(_NOTIFY, (str(rows[-1][0]),))
         except BaseException:
             self.reset()
@@ -108,6 +113,17 @@ class AuditChainProjection:
         """Forgets the remembered hashes (the transaction was rolled back)."""
         self._last.clear()
 
+    def _advance_heads(self, cursor: psycopg.Cursor[Any], chained: dict[UUID, tuple[int, bytes, int]]) -> list[Head]:
+        merchants = list(chained)
+        columns = (
+            merchants,
+            [chained[m][0] for m in merchants],
+            [chained[m][1] for m in merchants],
+            [chained[m][2] for m in merchants],
+        )
+        rows = cursor.execute(_ADVANCE_HEADS, columns).fetchall()
+        return [Head(row[0], row[1], bytes(row[2]), row[3], row[4], row[5]) for row in rows]
+
     def _load_last_hashes(self, cursor: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
         unknown = {
             event.merchant_id
@@ -115,8 +131,9 @@ class AuditChainProjection:
             if isinstance(event, DaybookEvent) and event.merchant_id not in self._last
         }
         if unknown:
-            for merchant_id, last_hash in cursor.execute(_LAST_HASHES, (list(unknown),)).fetchall():
-                self._last[merchant_id] = bytes(last_hash) if last_hash is not None else GENESIS
+            known = dict(cursor.execute(_LAST_HASHES, (list(unknown),)).fetchall())
+            for merchant_id in unknown:
+                self._last[merchant_id] = bytes(known[merchant_id]) if merchant_id in known else GENESIS
 
     def _rows(self, events: Sequence[Positioned]) -> tuple[list[Row], dict[UUID, tuple[int, bytes, int]]]:
         rows: list[Row] = []
