@@ -59,7 +59,7 @@ class Settings:
     audit_signing_key_path: str | None = None
     audit_digest_interval_seconds: float = 60.0
     audit_digest_interval_events: int = 10_000
-    audit_verify_events_max: int = 50_000
+    audit_verify_events_max: int = 20_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

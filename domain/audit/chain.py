@@ -78,7 +78,8 @@ class Mismatch:
 class ChainVerifier:
     """Checks events one at a time, in order, as a chain (an export, a window of the store).
 
-    Each event is a mapping in the audit event shape, hash fields included. The verifier
+    Each event is a mapping in the audit event shape, hash fields included (or, where the
+    store could not give the event, its position, chain fields and an ``error``). The verifier
     recomputes each hash from the event's content and checks it against the event's own
     ``hash``, and each ``prev_hash`` against the hash before it (``start_hash`` for the
     first). It stops at the first failure: later events cannot be trusted once the chain
@@ -118,7 +119,8 @@ class ChainVerifier:
         """
         if self.mismatch is not None:
             return self.mismatch
-        problem = _shape_problem(event)
+        stated_error = event.get("error")
+        problem = stated_error if isinstance(stated_error, str) else _shape_problem(event)
         if problem is not None:
             stated = event.get("position")
             where = stated if isinstance(stated, int) and _is_position(stated) else self.last_position
