@@ -24,7 +24,7 @@ import msgspec
 from adapters.audit_events import canonical, decode_line
 from adapters.audit_signing import signature_holds
 from daybook.audit_export import export
-from domain.audit import GENESIS_HASH, ChainVerifier, Mismatch, event_body
+from domain.audit import GENESIS_HASH, ChainVerifier, Mismatch
 from domain.audit.chain import is_hash
 
 TAIL_BYTES_MAX = 1 << 20
@@ -153,10 +153,10 @@ def verify_file(path: Path, digest: Digest | None, start_hash: str = GENESIS_HAS
             event = _event_of(line, number, verifier)
             if event is None:
                 break
-            if "error" in event:  # the store could not give this event when it was exported
-                verifier.check(event)
+            if "error" in event or "hash" not in event or "prev_hash" not in event:
+                verifier.check(event)  # reports the error the export stated, or what is missing
                 break
-            if verifier.check(event, canonical(event_body(event))) is not None:
+            if verifier.check(event, _canonical_body(event)) is not None:
                 break
             first = first if first is not None else event["position"]
             if digest is not None:
@@ -175,6 +175,14 @@ def verify_file(path: Path, digest: Digest | None, start_hash: str = GENESIS_HAS
             "events are missing",
         )
     return Outcome(verifier.events_checked, first, verifier.last_position, verifier.last_hash, verifier.mismatch)
+
+
+def _canonical_body(event: dict[str, Any]) -> bytes:
+    """The canonical JSON of ``event`` without its chain fields (taken out and put back: no copy)."""
+    stated_hash, prev_hash = event.pop("hash"), event.pop("prev_hash")
+    body = canonical(event)
+    event["hash"], event["prev_hash"] = stated_hash, prev_hash
+    return body
 
 
 def _event_of(line: bytes, number: int, verifier: ChainVerifier) -> dict[str, Any] | None:
