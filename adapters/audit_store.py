@@ -1,8 +1,8 @@
-"""Reads of the audit chain joined with the stored events (view ``audit_events``, ``schema/0010``).
+"""Reads of the audit chain joined with the stored events (functions of ``schema/0013``).
 
 Every read runs in a transaction that names its merchant (``daybook.merchant_id``): the
-view shows that merchant's chained events only, whoever reads it (the API's read role,
-under row-level security, or the CLI as the owner). Pages are keyset pages on the
+functions (like the view ``audit_events``) show that merchant's chained events only,
+whoever calls them (the API's read role, or the CLI as the owner). Pages are keyset pages on the
 position (or, for one stream, the version), each a short query, so a long export holds
 no connection between pages and keeps constant memory.
 
@@ -28,22 +28,13 @@ from domain.events import format_time
 MISSING: Final = "the chained event is not in the event store (deleted)"
 
 _SCOPE = sql.SQL("SELECT set_config('daybook.merchant_id', %s, true)")
-_COLUMNS = sql.SQL("position, stream_id, version, hash, prev_hash, topic, state")
-_EVENTS = sql.SQL("SELECT {} FROM audit_events WHERE position > %s ORDER BY position LIMIT %s").format(_COLUMNS)
-_BY_REQUEST = sql.SQL(
-    "SELECT {} FROM audit_events WHERE request_id = %s AND position > %s ORDER BY position LIMIT %s"
-).format(_COLUMNS)
-_BY_CAUSATION = sql.SQL(
-    "SELECT {} FROM audit_events WHERE causation_id = %s AND position > %s ORDER BY position LIMIT %s"
-).format(_COLUMNS)
-_BY_BOTH = sql.SQL(
-    "SELECT {} FROM audit_events WHERE request_id = %s AND causation_id = %s AND position > %s "
-    "ORDER BY position LIMIT %s"
-).format(_COLUMNS)
-_STREAM = sql.SQL("SELECT {} FROM audit_events WHERE stream_id = %s AND version > %s ORDER BY version LIMIT %s").format(
-    _COLUMNS
-)
-_STREAM_EXISTS = sql.SQL("SELECT EXISTS (SELECT 1 FROM audit_events WHERE stream_id = %s)")
+# Functions of schema/0013 (the view audit_events is planned apart from a LIMIT: too slow to page).
+_EVENTS = sql.SQL("SELECT * FROM audit_events_after(%s, %s)")
+_BY_REQUEST = sql.SQL("SELECT * FROM audit_events_of_request(%s, %s, %s)")
+_BY_CAUSATION = sql.SQL("SELECT * FROM audit_events_of_cause(%s, %s, %s)")
+_BY_BOTH = sql.SQL("SELECT * FROM audit_events_of_request_and_cause(%s, %s, %s, %s)")
+_STREAM = sql.SQL("SELECT * FROM audit_stream_events(%s, %s, %s)")
+_STREAM_EXISTS = sql.SQL("SELECT EXISTS (SELECT 1 FROM audit_stream_events(%s, 0, 1))")
 _DIGEST = sql.SQL(
     "SELECT merchant_id, position, hash, signed_at, signature, public_key FROM audit_digests "
     "WHERE merchant_id = %s ORDER BY position DESC LIMIT 1"

@@ -44,13 +44,15 @@ _SAVE = sql.SQL(
     "sweep_position = EXCLUDED.sweep_position, sweep_hash = EXCLUDED.sweep_hash, "
     "mismatch_position = EXCLUDED.mismatch_position, mismatch_reason = EXCLUDED.mismatch_reason, verified_at = now()"
 )
-# Rows of the merchant's chain in a window, each with its stored event and any digest at it.
+# Rows of the merchant's chain in a window, each with its stored event and any digest at it
+# (the lower bound repeated in the join, so that a merge join starts there, not at position 1).
 _WINDOW = sql.SQL(
     "SELECT c.position, c.stream_id, c.version, c.hash, c.prev_hash, e.topic, e.state, d.hash, d.signature, "
     "d.public_key FROM audit_chain c "
-    "LEFT JOIN daybook_events e ON e.notification_id = c.position "
+    "LEFT JOIN daybook_events e ON e.notification_id = c.position AND e.notification_id > %(after)s "
     "LEFT JOIN audit_digests d ON d.merchant_id = c.merchant_id AND d.position = c.position "
-    "WHERE c.merchant_id = %s AND c.position > %s AND c.position <= %s ORDER BY c.position LIMIT %s"
+    "WHERE c.merchant_id = %(merchant)s AND c.position > %(after)s AND c.position <= %(up_to)s "
+    "ORDER BY c.position LIMIT %(limit)s"
 )
 _HASH_BEFORE = sql.SQL(
     "SELECT hash FROM audit_chain WHERE merchant_id = %s AND position < %s ORDER BY position DESC LIMIT 1"
@@ -195,7 +197,8 @@ def _window(
     limit: int,
     start_position: int | None = None,
 ) -> _Window:
-    rows = conn.execute(_WINDOW, (merchant_id, after, up_to, limit)).fetchall()
+    parameters = {"merchant": merchant_id, "after": after, "up_to": up_to, "limit": limit}
+    rows = conn.execute(_WINDOW, parameters).fetchall()
     verifier = ChainVerifier(start_hash.hex(), after if start_position is None else start_position)
     for row in rows:
         event = exported(mapper, row[:7])
