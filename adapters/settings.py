@@ -59,7 +59,7 @@ class Settings:
     audit_signing_key_path: str | None = None
     audit_digest_interval_seconds: float = 60.0
     audit_digest_interval_events: int = 10_000
-    audit_verify_events_max: int = 50_000
+    audit_verify_events_max: int = 20_000
     sse_connections_per_merchant_max: int = 100
     sse_connections_process_max: int = 2_000
     sse_buffer_events_max: int = 1_000

@@ -20,6 +20,7 @@ from adapters.runtime import tune_gc
 from adapters.settings import Settings
 from api.auth import ApiKeyAuthentication, KeyResolver
 from api.controllers.admin import AdminController
+from api.controllers.audit import AuditController
 from api.controllers.events import EventsController
 from api.controllers.health import HealthController
 from api.controllers.inventory import InventoryController
@@ -133,6 +134,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             OrdersController,
             PaymentsController,
             ReconciliationController,
+            AuditController,
             EventsController,
             OpenAPIController,
             webhooks_router(settings),

@@ -21,6 +21,7 @@ from adapters.logs import configure_logging
 from adapters.migrate import migrate as apply_migrations
 from adapters.settings import Settings, SettingsError
 from api.scrape import MULTIPROCESS_DIR_VARIABLE
+from daybook.audit_cli import audit
 from daybook.embedded import embedded_servers
 from daybook.projections_cli import rebuild_command, retry_command
 from daybook.serve import serve as run_serve
@@ -158,6 +159,9 @@ def create_merchant(name: str) -> None:
         apply_migrations(database_url)
         created = merchants.create_merchant(conn, name)
     click.echo(json.dumps(created.as_json(), indent=2))
+
+
+main.add_command(audit)
 
 
 @main.group()
