@@ -15,10 +15,13 @@ from adapters.database import eventsourcing_env
 from adapters.settings import Settings
 from api.app import create_app
 from domain.application import Daybook
+from domain.context import CommandContext
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
 
 ADMIN_KEY = "dbk_admin_test_key_for_the_suite"
+OPERATOR = CommandContext(actor="operator:test", request_id="test")
+"""The audit context of operator actions the tests take without the API."""
 
 
 @pytest.fixture(scope="session")
