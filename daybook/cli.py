@@ -21,6 +21,7 @@ from adapters.logs import configure_logging
 from adapters.migrate import migrate as apply_migrations
 from adapters.settings import Settings, SettingsError
 from api.scrape import MULTIPROCESS_DIR_VARIABLE
+from daybook.audit_replay_cli import replay as audit_replay_command
 from daybook.embedded import embedded_servers
 from daybook.operator import cli_context
 from daybook.projections_cli import rebuild_command, retry_command
@@ -179,6 +180,14 @@ def revoke_key(key_id: str) -> None:
     if revoked is None:
         raise click.ClickException(f"no active key {key_id!r}")
     click.echo(f"revoked {revoked.role} key {revoked.key_id} of merchant {revoked.merchant_id}")
+
+
+@main.group()
+def audit() -> None:
+    """Auditors' tools: replay a merchant's books against the read models."""
+
+
+audit.add_command(audit_replay_command)
 
 
 @main.group()
