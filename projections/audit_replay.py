@@ -240,7 +240,7 @@ def _extra_rows(
         rows = conn.execute(statement, (merchant_id, after, page_size)).fetchall()
         if not rows:
             return
-        owners = _owners(app, conn, [row[0] for row in rows])
+        owners = _owners(app, conn, [row[0] for row in rows], set(created_topics(projection)))
         report.add(
             [
                 Difference(projection.name, row[0], "(row)", None, tuple(row[1:]))
@@ -251,10 +251,14 @@ def _extra_rows(
         after = rows[-1][0]
 
 
-def _owners(app: Application[Any], conn: psycopg.Connection[Any], keys: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
-    """The merchant of each aggregate among ``keys`` that exists."""
+def _owners(
+    app: Application[Any], conn: psycopg.Connection[Any], keys: list[uuid.UUID], topics: set[str]
+) -> dict[uuid.UUID, Any]:
+    """The merchant of each aggregate among ``keys`` that exists and is of the projection's class."""
     owners: dict[uuid.UUID, Any] = {}
     for originator_id, version, topic, state in conn.execute(_CREATED_OF, (keys,)):
+        if topic not in topics:
+            continue
         event = app.mapper.to_domain_event(StoredEvent(originator_id, version, topic, bytes(state)))
         owners[originator_id] = getattr(event, "merchant_id", None)
     return owners

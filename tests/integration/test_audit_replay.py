@@ -15,6 +15,7 @@ from domain.commands import ApplyGatewayEvent
 from domain.context import CommandContext
 from domain.gateway import GatewayEvent, GatewayEventKind, payment_id
 from domain.inventory import inventory_item_id
+from projections.audit_replay import replay_merchant
 from projections.registry import projection_names
 from tests.integration.conftest import create_merchant, running_projections
 from tests.integration.serving import wait_for
@@ -122,3 +123,28 @@ def test_a_row_claiming_to_be_the_merchants_without_its_aggregate_is_reported_as
 
 def test_replay_refuses_a_merchant_id_that_is_not_a_uuid(database_url: str, redis_url: str) -> None:
     assert _replay(database_url, redis_url, "not-a-uuid").exit_code == 2
+
+
+def test_replay_in_the_smallest_pages_finds_what_one_page_finds(
+    client: TestClient[Any], database_url: str, settings: Settings
+) -> None:
+    merchant = create_merchant(client, "Paged replay")
+    ids = _books(client, merchant)
+    with running_projections(database_url, settings):
+        wait_for(lambda: _caught_up(database_url), timeout_s=60, what="the projections to reach the head")
+    app = client.app.state.daybook
+    merchant_id = uuid.UUID(merchant["merchant_id"])
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE orders_view SET status = 'expired' WHERE order_id = %s", (ids["cancelled_order"],))
+        whole = replay_merchant(app, conn, merchant_id)
+        scanned: list[int] = []
+        paged = replay_merchant(
+            app, conn, merchant_id, scan_events=7, page_size=1, progress=lambda done, _: scanned.append(done)
+        )
+    assert whole.aggregates == paged.aggregates == {"inventory_levels": 2, "orders": 2, "payments": 1}
+    assert [(d.key, d.column, d.actual, d.expected) for d in paged.differences] == [
+        (uuid.UUID(ids["cancelled_order"]), "status", "expired", "cancelled")
+    ]
+    assert [(d.key, d.column) for d in whole.differences] == [(d.key, d.column) for d in paged.differences]
+    assert len(scanned) > 1
+    assert scanned == sorted(scanned)
