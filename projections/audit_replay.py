@@ -4,9 +4,11 @@ The drift check (:mod:`workers.drift`) samples rows of all merchants; this goes 
 all of one merchant's, in two passes of bounded pages, so memory stays flat however
 many aggregates the merchant has:
 
-1. **From the events.** The notification log is scanned in ranges of positions for the
-   first event of each order, inventory item and payment; those of the merchant are
-   replayed and compared, a page at a time, with their rows. A row is compared with the
+1. **From the events.** The first event of each of the merchant's orders, inventory
+   items and payments is found through the audit chain's index on the merchant (up to
+   the chain's position), then by scanning the rest of the notification log in ranges
+   of positions; those aggregates are replayed and compared, a page at a time, with
+   their rows. A row is compared with the
    aggregate as of the projection's own tracking position, read in the same snapshot as
    the rows (a projection commits rows and position together): a projection that is
    merely behind the log is not reported, a row that is wrong, missing or stale is.
@@ -34,12 +36,13 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 from psycopg import sql
 
+from projections.audit_chain import AuditChainProjection
 from projections.compare import Difference, plain
 from projections.registry import all_projections
 from projections.state import AggregateStateProjection
 
 SCAN_EVENTS: Final = 50_000
-"""Positions of the notification log scanned per query for first events."""
+"""Positions of the notification log scanned per query for first events (and chained ones read)."""
 PAGE_SIZE: Final = 500
 """Aggregates replayed and rows compared per page."""
 DIFFERENCES_KEPT_MAX: Final = 1_000
@@ -49,6 +52,12 @@ Progress = Callable[[int, int], None]
 """Called with (position scanned, head) as the first pass goes."""
 
 _HEAD = sql.SQL("SELECT coalesce(max(notification_id), 0) FROM daybook_events")
+_CHAINED_FIRST_EVENTS = sql.SQL(
+    "SELECT c.position, e.originator_id, e.originator_version, e.topic, e.state "
+    "FROM audit_chain c LEFT JOIN daybook_events e ON e.notification_id = c.position "
+    "WHERE c.merchant_id = %(merchant)s AND c.version = 1 AND c.position > %(after)s AND c.position <= %(until)s "
+    "ORDER BY c.position LIMIT %(limit)s"
+)
 _FIRST_EVENTS = sql.SQL(
     "SELECT originator_id, originator_version, topic, state FROM daybook_events "
     "WHERE notification_id > %(after)s AND notification_id <= %(until)s AND originator_version = 1 "
@@ -154,30 +163,51 @@ def _merchant_first_events(
     scan_events: int,
     progress: Progress | None,
 ) -> Iterator[StoredEvent]:
-    """The first events of the merchant's aggregates, in position order, a range of positions at a time.
+    """The first events of the merchant's aggregates of ``topics``, in position order.
 
-    The database keeps only events whose state mentions the merchant's id (as the
-    msgspec mapper writes a UUID, or as the library's transcoder did); each is decoded
-    to check that it is the merchant's own ``merchant_id``.
+    Up to the audit chain's position they are read through its index on the merchant,
+    a page at a time; after it the notification log is scanned a range of positions at
+    a time, the database keeping only events whose state mentions the merchant's id (as
+    the msgspec mapper writes a UUID, or as the library's transcoder did). Each is
+    decoded to check that it is the merchant's own.
     """
     row = conn.execute(_HEAD).fetchone()
     head = int(row[0]) if row else 0
+    row = conn.execute(_TRACKING, (AuditChainProjection.default_name,)).fetchone()
+    chained = min(int(row[0]) if row else 0, head)
+    wanted = set(topics)
+    after = 0
+    while after < chained:
+        page = {"merchant": merchant_id, "after": after, "until": chained, "limit": scan_events}
+        rows = conn.execute(_CHAINED_FIRST_EVENTS, page).fetchall()
+        for _, *stored_row in rows:
+            # A chained event missing from the store is the chain verifier's to report.
+            if stored_row[2] in wanted and (stored := _owned(app, merchant_id, stored_row)):
+                yield stored
+        after = int(rows[-1][0]) if len(rows) == scan_events else chained
+        if progress is not None:
+            progress(after, head)
     parameters: dict[str, Any] = {
         "topics": topics,
         "dashed": str(merchant_id).encode(),
         "hex": merchant_id.hex.encode(),
     }
-    after = 0
     while after < head:
         until = min(after + scan_events, head)
         rows = conn.execute(_FIRST_EVENTS, {**parameters, "after": after, "until": until}).fetchall()
-        for originator_id, version, topic, state in rows:
-            stored = StoredEvent(originator_id, version, topic, bytes(state))
-            if getattr(app.mapper.to_domain_event(stored), "merchant_id", None) == merchant_id:
+        for stored_row in rows:
+            if stored := _owned(app, merchant_id, stored_row):
                 yield stored
         after = until
         if progress is not None:
             progress(after, head)
+
+
+def _owned(app: Application[Any], merchant_id: uuid.UUID, row: Sequence[Any]) -> StoredEvent | None:
+    """The stored event of ``row`` (id, version, topic, state) if it is the merchant's, else ``None``."""
+    originator_id, version, topic, state = row
+    stored = StoredEvent(originator_id, version, topic, bytes(state))
+    return stored if getattr(app.mapper.to_domain_event(stored), "merchant_id", None) == merchant_id else None
 
 
 def _compare_page(

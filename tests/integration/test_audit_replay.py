@@ -125,13 +125,17 @@ def test_replay_refuses_a_merchant_id_that_is_not_a_uuid(database_url: str, redi
     assert _replay(database_url, redis_url, "not-a-uuid").exit_code == 2
 
 
-def test_replay_in_the_smallest_pages_finds_what_one_page_finds(
+def test_replay_in_the_smallest_pages_finds_what_one_page_finds_chained_or_not(
     client: TestClient[Any], database_url: str, settings: Settings
 ) -> None:
     merchant = create_merchant(client, "Paged replay")
     ids = _books(client, merchant)
     with running_projections(database_url, settings):
         wait_for(lambda: _caught_up(database_url), timeout_s=60, what="the projections to reach the head")
+        wait_for(lambda: _chained(database_url), timeout_s=60, what="the audit chain to reach the head")
+    # Recorded after the projections stopped: neither chained nor projected yet.
+    headers = merchant["headers"]
+    assert client.post("/v1/inventory/REPLAY-C/receipts", json={"quantity": 1}, headers=headers).status_code == 201
     app = client.app.state.daybook
     merchant_id = uuid.UUID(merchant["merchant_id"])
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -139,12 +143,20 @@ def test_replay_in_the_smallest_pages_finds_what_one_page_finds(
         whole = replay_merchant(app, conn, merchant_id)
         scanned: list[int] = []
         paged = replay_merchant(
-            app, conn, merchant_id, scan_events=7, page_size=1, progress=lambda done, _: scanned.append(done)
+            app, conn, merchant_id, scan_events=2, page_size=1, progress=lambda done, _: scanned.append(done)
         )
-    assert whole.aggregates == paged.aggregates == {"inventory_levels": 2, "orders": 2, "payments": 1}
+    assert whole.aggregates == paged.aggregates == {"inventory_levels": 3, "orders": 2, "payments": 1}
     assert [(d.key, d.column, d.actual, d.expected) for d in paged.differences] == [
         (uuid.UUID(ids["cancelled_order"]), "status", "expired", "cancelled")
     ]
     assert [(d.key, d.column) for d in whole.differences] == [(d.key, d.column) for d in paged.differences]
-    assert len(scanned) > 1
+    assert len(scanned) > 3
     assert scanned == sorted(scanned)
+
+
+def _chained(database_url: str) -> bool:
+    with psycopg.connect(database_url) as conn:
+        tracked = conn.execute("SELECT notification_id FROM projection_tracking WHERE projection = 'audit_chain'")
+        row, head = tracked.fetchone(), conn.execute(_HEAD).fetchone()
+    assert head is not None
+    return row is not None and row[0] >= head[0]
