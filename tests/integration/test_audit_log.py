@@ -27,11 +27,12 @@ from adapters.webhook_inbox import Delivery, store
 from daybook.cli import main as cli_main
 from daybook.home import DEMO_ACTOR, ensure_demo_merchant
 from domain.application import Daybook
-from domain.audit import OPERATOR_ID
+from domain.audit import OPERATOR_ID, audit_log_id
 from domain.events import event_type
 from domain.groupcommit import GroupCommitter
 from projections.inventory import InventoryLevelsProjection
 from projections.rebuild import rebuild
+from tests.integration.audit_support import chain_up
 from tests.integration.conftest import ADMIN_KEY, OPERATOR, create_merchant
 from workers.inbox import PARKER_ACTOR, process_rows, redrive_parked
 
@@ -272,3 +273,24 @@ def test_the_demo_merchant_of_daybook_serve_is_recorded_as_created_by_serve(
     events = audit_log.history(daybook, UUID(demo["merchant_id"]))
     assert _types(events)[0] == "AuditLog.MerchantCreated"
     assert {event.metadata["actor"] for event in events} == {DEMO_ACTOR}
+
+
+def test_audit_log_events_are_chained_with_the_merchants_other_events(
+    client: TestClient[Any], daybook: Daybook, database_url: str
+) -> None:
+    created = create_merchant(client, "Chained log")
+    merchant_id = UUID(created["merchant_id"])
+    rebuild(daybook, database_url, InventoryLevelsProjection(daybook), context=OPERATOR)
+    chain_up(daybook, database_url)
+    with psycopg.connect(database_url) as conn:
+        chained = conn.execute(
+            "SELECT c.merchant_id, c.request_id FROM audit_chain c "
+            "JOIN daybook_events e ON e.notification_id = c.position WHERE e.originator_id = ANY(%s) ORDER BY c.position",
+            ([audit_log_id(merchant_id), audit_log_id(OPERATOR_ID)],),
+        ).fetchall()
+    mine = [request_id for owner, request_id in chained if owner == merchant_id]
+    assert len(mine) == 3
+    assert len(set(mine)) == 1
+    operators = [owner for owner, _ in chained if owner != merchant_id]
+    assert operators
+    assert set(operators) == {OPERATOR_ID}
