@@ -37,6 +37,10 @@ from tests.integration.conftest import ADMIN_KEY, OPERATOR, create_merchant
 from workers.inbox import PARKER_ACTOR, process_rows, redrive_parked
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+_CHAINED_LOGS = (
+    "SELECT c.merchant_id, c.request_id FROM audit_chain c JOIN daybook_events e ON e.notification_id = c.position "
+    "WHERE e.originator_id = ANY(%s) ORDER BY c.position"
+)
 
 
 @pytest.fixture(scope="module")
@@ -284,8 +288,7 @@ def test_audit_log_events_are_chained_with_the_merchants_other_events(
     chain_up(daybook, database_url)
     with psycopg.connect(database_url) as conn:
         chained = conn.execute(
-            "SELECT c.merchant_id, c.request_id FROM audit_chain c "
-            "JOIN daybook_events e ON e.notification_id = c.position WHERE e.originator_id = ANY(%s) ORDER BY c.position",
+            _CHAINED_LOGS,
             ([audit_log_id(merchant_id), audit_log_id(OPERATOR_ID)],),
         ).fetchall()
     mine = [request_id for owner, request_id in chained if owner == merchant_id]
