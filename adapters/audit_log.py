@@ -29,7 +29,8 @@ from domain.context import CommandContext
 Action = Callable[[AuditLog], None]
 """Records one action on a merchant's log (calls one of :class:`AuditLog`'s methods)."""
 
-_LOCK = sql.SQL("SELECT pg_advisory_xact_lock(%s)")
+LOCK = sql.SQL("SELECT pg_advisory_xact_lock(%s)")
+"""Takes the lock of one audit log (:func:`lock_key`) until the transaction ends."""
 
 
 def lock_key(log_id: UUID) -> int:
@@ -51,7 +52,7 @@ def record(
     logs: list[AuditLog] = []
     for merchant_id in sorted(actions, key=str):
         log_id = audit_log_id(merchant_id)
-        conn.execute(_LOCK, (lock_key(log_id),))
+        conn.execute(LOCK, (lock_key(log_id),))
         log = _load(app, log_id) or AuditLog.opened(merchant_id, context)
         actions[merchant_id](log)
         logs.append(log)

@@ -20,6 +20,7 @@ from domain.audit.chain import (
 from domain.audit.log import (
     OPERATOR_ID,
     AuditLog,
+    ExistingMerchant,
     ParkedRow,
     audit_log_id,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "OPERATOR_ID",
     "AuditLog",
     "ChainVerifier",
+    "ExistingMerchant",
     "Mismatch",
     "ParkedRow",
     "audit_log_id",

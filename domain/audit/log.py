@@ -14,7 +14,7 @@ hold no secret: key ids, never keys; gateways, never webhook secrets.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,6 +42,16 @@ class ParkedRow:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class ExistingMerchant:
+    """What the merchants tables say of a merchant created before its audit log (no secret)."""
+
+    name: str
+    created_at: str
+    keys: Sequence[Mapping[str, Any]]
+    webhook_secrets: Sequence[Mapping[str, Any]]
+
+
 class AuditLog(DaybookAggregate):
     """One merchant's append-only log of operator and security actions.
 
@@ -51,7 +61,18 @@ class AuditLog(DaybookAggregate):
     """
 
     class Opened(DaybookCreated):
-        """The log of a merchant created before audit logs were kept (or the operator's)."""
+        """The log of a merchant created before audit logs were kept (or the operator's).
+
+        For such a merchant it carries what the merchants tables said when the log was
+        opened: ``name``, ``created_at``, ``keys`` (``[{"key_id", "role", "created_at",
+        "revoked_at"}]``) and ``webhook_secrets`` (``[{"gateway", "created_at",
+        "expires_at"}]``, never a secret). Times are RFC 3339 strings or ``None``.
+        """
+
+        name: str | None = None
+        created_at: str | None = None
+        keys: list[dict[str, Any]] | None = None
+        webhook_secrets: list[dict[str, Any]] | None = None
 
     class MerchantCreated(DaybookCreated):
         """The merchant was created, with one webhook secret per gateway (not shown)."""
@@ -110,14 +131,23 @@ class AuditLog(DaybookAggregate):
         self.merchant_id = merchant_id
 
     @classmethod
-    def opened(cls, merchant_id: UUID, context: CommandContext) -> AuditLog:
-        """A new log for a merchant that exists already (or the operator)."""
+    def opened(cls, merchant_id: UUID, context: CommandContext, facts: ExistingMerchant | None = None) -> AuditLog:
+        """A new log for a merchant that exists already (with what its rows say), or the operator's."""
+        known: dict[str, Any] = {}
+        if facts is not None:
+            known = {
+                "name": facts.name,
+                "created_at": facts.created_at,
+                "keys": [dict(key) for key in facts.keys],
+                "webhook_secrets": [dict(secret) for secret in facts.webhook_secrets],
+            }
         return cls._create(
             cls.Opened,
             id=audit_log_id(merchant_id),
             merchant_id=merchant_id,
             metadata=context.metadata(),
             timestamp=context.instant,
+            **known,
         )
 
     @classmethod

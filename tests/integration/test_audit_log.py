@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool
 
 from adapters import audit_log, keys, merchants
 from adapters.database import connection_pool, eventsourcing_env
+from adapters.migrate import migrate
 from adapters.settings import Settings
 from adapters.webhook_inbox import Delivery, store
 from daybook.cli import main as cli_main
@@ -297,3 +298,41 @@ def test_audit_log_events_are_chained_with_the_merchants_other_events(
     operators = [owner for owner, _ in chained if owner != merchant_id]
     assert operators
     assert set(operators) == {OPERATOR_ID}
+
+
+def test_migrate_opens_the_log_of_a_merchant_older_than_audit_logs_with_what_its_rows_say_once(
+    daybook: Daybook, database_url: str
+) -> None:
+    merchant_id, secret = uuid.uuid4(), f"whsec_{uuid.uuid4().hex}"
+    with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():  # as the code before the log did
+        conn.execute("INSERT INTO merchants (merchant_id, name) VALUES (%s, 'Old shop')", (merchant_id,))
+        conn.execute(
+            "INSERT INTO api_keys (key_id, merchant_id, role, secret_sha256, revoked_at) VALUES "
+            "('old-merchant-key', %s, 'merchant', '\\x00', NULL), ('old-auditor-key', %s, 'auditor', '\\x00', now())",
+            (merchant_id, merchant_id),
+        )
+        conn.execute(
+            "INSERT INTO webhook_secrets (merchant_id, gateway, secret) VALUES (%s, 'stripe', %s)",
+            (merchant_id, secret),
+        )
+    migrate(database_url)
+    migrate(database_url)
+    [opened] = audit_log.history(daybook, merchant_id)
+    assert event_type(opened) == "AuditLog.Opened"
+    assert opened.metadata["actor"] == "system:migrate"
+    assert opened.name == "Old shop"
+    assert opened.created_at is not None
+    keys_of = {key["key_id"]: key for key in opened.keys}
+    assert {key_id: key["role"] for key_id, key in keys_of.items()} == {
+        "old-merchant-key": "merchant",
+        "old-auditor-key": "auditor",
+    }
+    assert keys_of["old-merchant-key"]["revoked_at"] is None
+    assert keys_of["old-auditor-key"]["revoked_at"] is not None
+    assert [secret_row["gateway"] for secret_row in opened.webhook_secrets] == ["stripe"]
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute(
+            "SELECT state FROM daybook_events WHERE originator_id = %s", (audit_log_id(merchant_id),)
+        ).fetchall()
+    assert len(stored) == 1
+    assert secret.encode() not in bytes(stored[0][0])
