@@ -110,7 +110,12 @@ class CommitterListener:
             if request_id is not None:
                 await _write(writer, self._decode_failed(request_id, error))
             return
-        await _write(writer, await self._handler(forward, command))
+        try:
+            frame = await self._handler(forward, command)
+        except Exception as error:  # a bug: answered, so that the sender is not left waiting
+            log.exception("a forwarded command failed outside its committer")
+            frame = self._decode_failed(forward.id, error)
+        await _write(writer, frame)
 
 
 def _request_id_of(body: bytes) -> int | None:
@@ -192,13 +197,17 @@ class PeerConnection:
                     waiter.set_result(answer)
         except (asyncio.IncompleteReadError, ConnectionError, wire.FrameError, msgspec.DecodeError) as error:
             lost = PeerLostError(f"{self.address}: connection ended ({type(error).__name__})")
+        except Exception as error:
+            log.exception("reading answers from %s failed", self.address)
+            lost = PeerLostError(f"{self.address}: {error!r}")
         finally:
             if self._writer is writer:
                 self._writer = None
             writer.close()
-        for waiter in list(self._pending.values()):
-            if not waiter.done():
-                waiter.set_exception(lost)
+            # Whatever ended the connection, nobody is left waiting on it.
+            for waiter in list(self._pending.values()):
+                if not waiter.done():
+                    waiter.set_exception(lost)
 
     async def close(self) -> None:
         """Ends the connection; commands waiting on it get :class:`PeerLostError`."""

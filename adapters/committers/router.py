@@ -118,6 +118,7 @@ class CommandRouter:
                 await self._wait_for_owner(partition, owner.address, deadline - loop.time())
                 continue
             except (PeerLostError, TimeoutError) as lost:
+                log.warning("partition %d: no answer from %s (%r)", partition, owner.address, lost)
                 if not is_retry_safe(command):
                     msg = f"partition {partition}: the owner's answer was lost ({lost})"
                     raise CommitOutcomeUnknownError(msg) from lost
@@ -154,6 +155,12 @@ class CommandRouter:
         in_flight[partition] += 1
         try:
             if self.ownership.owned.get(partition) != forward.epoch:
+                log.info(
+                    "partition %d at epoch %d is not ours (%s): moved",
+                    partition,
+                    forward.epoch,
+                    self.ownership.owned.get(partition),
+                )
                 return wire.encode_moved(forward.id)
             try:
                 outcome = await self.committer.submit_async(command)

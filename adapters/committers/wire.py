@@ -47,6 +47,10 @@ class FrameError(Exception):
     """A frame that cannot be read: the connection is closed."""
 
 
+_NIL: Final = msgspec.Raw(b"\xc0")
+"""MessagePack ``nil``: an empty ``Raw`` would encode as nothing and shift the fields after it."""
+
+
 class Forward(msgspec.Struct, array_like=True, frozen=True):
     """One command for the owner of ``partition`` at ``epoch``."""
 
@@ -64,7 +68,7 @@ class Answer(msgspec.Struct, array_like=True, frozen=True):
 
     id: int
     status: int
-    value: msgspec.Raw = msgspec.Raw()
+    value: msgspec.Raw = _NIL
     position: int | None = None
     error: str | None = None
     error_arguments: dict[str, Any] | None = None
