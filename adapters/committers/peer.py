@@ -94,9 +94,9 @@ class CommitterListener:
         except (asyncio.IncompleteReadError, ConnectionError, wire.FrameError):
             pass
         except asyncio.CancelledError:
+            # Stopping: end quietly (the stream's callback reads the task's exception).
             for task in running:
                 task.cancel()
-            raise
         finally:
             self._connections.discard(connection)
             writer.close()
