@@ -63,6 +63,7 @@ class Settings:
     committer_partitions: int = 64
     committer_transport: str = "unix"
     committer_host: str = "127.0.0.1"
+    committer_port: int = 0
     committer_advertised_host: str | None = None
     committer_forward_deadline_seconds: float = 10.0
     committer_ownership_interval_seconds: float = 0.25
@@ -110,6 +111,8 @@ class Settings:
             raise SettingsError("DAYBOOK_IDEMPOTENCY_LOCK_SECONDS must be positive")
         if self.committer_partitions > COMMITTER_PARTITIONS_MAX:
             raise SettingsError(f"DAYBOOK_COMMITTER_PARTITIONS must be at most {COMMITTER_PARTITIONS_MAX}")
+        if not 0 <= self.committer_port <= 65_535:
+            raise SettingsError("DAYBOOK_COMMITTER_PORT must be between 0 and 65535")
         if self.committer_transport not in {"unix", "tcp"}:
             raise SettingsError("DAYBOOK_COMMITTER_TRANSPORT must be unix or tcp")
         if self.committer_forward_deadline_seconds <= 0:

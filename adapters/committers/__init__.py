@@ -6,6 +6,7 @@ See ``docs/SCALING.md``. :func:`start_routing` wires them for one process.
 from __future__ import annotations
 
 import asyncio
+import socket
 from dataclasses import dataclass
 
 from adapters.committers import wire
@@ -14,6 +15,8 @@ from adapters.committers.peer import CommitterListener, socket_path
 from adapters.committers.router import CommandRouter
 from adapters.settings import Settings
 from domain.groupcommit import GroupCommitter
+
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - names, not a bind
 
 __all__ = ["CommandRouter", "PartitionOwnership", "Routing", "start_routing"]
 
@@ -58,7 +61,9 @@ async def start_routing(settings: Settings, database_url: str, committer: GroupC
     listener = CommitterListener(router.answer_forward, wire.encode_error)
     if settings.committer_transport == "tcp":
         advertised = settings.committer_advertised_host or settings.committer_host
-        ownership.address = await listener.start_tcp(settings.committer_host, 0, advertised)
+        if advertised in WILDCARD_HOSTS:  # others cannot dial a wildcard: this machine's name
+            advertised = socket.gethostname()
+        ownership.address = await listener.start_tcp(settings.committer_host, settings.committer_port, advertised)
     else:
         ownership.address = await listener.start_unix(socket_path(settings.home))
     await asyncio.to_thread(ownership.start)

@@ -181,7 +181,11 @@ class PartitionOwnership:
                 keepalives_idle=5,
                 keepalives_interval=2,
                 keepalives_count=3,
-                options="-c statement_timeout=5000 -c lock_timeout=1000",
+                # The server's side: a machine that died releases its locks within ~11 s.
+                options=(
+                    "-c statement_timeout=5000 -c lock_timeout=1000 "
+                    "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
+                ),
             )
             conn.execute("SELECT pg_advisory_lock_shared(%s, 0)", (MEMBER_LOCK_NAMESPACE,))
             self._conn = conn

@@ -312,3 +312,26 @@ def test_a_receipt_without_a_key_whose_answer_was_lost_is_not_sent_again_its_out
     with pytest.raises(CommitOutcomeUnknownError):
         asyncio.run(scenario())
     assert committer.app.get_inventory_level(MERCHANT, "COLD").on_hand == 3  # type: ignore[attr-defined]
+
+
+def test_commands_are_forwarded_over_tcp_as_over_a_unix_socket(committer: GroupCommitter) -> None:
+    owner_ownership = HandOwnership("")
+    owner = CommandRouter(committer, owner_ownership)
+    sender_ownership = HandOwnership("tcp:127.0.0.1:1")
+    sender = CommandRouter(committer, sender_ownership)
+    listener = CommitterListener(owner.answer_forward, wire.encode_error)
+    receipt = ReceiveStock(CONTEXT, MERCHANT, "TCP", 4)
+    partition = partition_of(receipt, PARTITIONS)
+
+    async def scenario() -> int:
+        address = await listener.start_tcp("127.0.0.1", 0, "127.0.0.1")
+        owner_ownership.owned = {partition: 1}
+        sender_ownership.directory = {partition: Owner(address, 1)}
+        try:
+            return (await sender.submit_async(receipt)).value.on_hand
+        finally:
+            await sender.close()
+            await listener.stop()
+
+    assert asyncio.run(scenario()) == 4
+    assert sender.forwarded_total == 1
