@@ -335,3 +335,15 @@ def test_commands_are_forwarded_over_tcp_as_over_a_unix_socket(committer: GroupC
 
     assert asyncio.run(scenario()) == 4
     assert sender.forwarded_total == 1
+
+
+def test_an_order_run_again_by_a_new_owner_that_loads_its_holds_is_already_placed_not_held_twice(
+    app: Daybook, committer: GroupCommitter
+) -> None:
+    order = _order("HOT")
+    committer.submit(ReceiveStock(CONTEXT, MERCHANT, "HOT", 5)).result(10)
+    committer.submit(order).result(10)
+    # A cold cache, as after a hand-over.
+    with GroupCommitter(app, batch_wait_ms=0, name="new-owner") as new_owner, pytest.raises(OrderAlreadyExistsError):
+        new_owner.submit(order).result(10)
+    assert app.get_inventory_level(MERCHANT, "HOT").reserved == 1
