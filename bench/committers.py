@@ -39,6 +39,7 @@ SELECT c.backend_pid FROM committer_partitions c
   JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
    AND l.classid = %s::oid AND l.objid = c.partition::oid AND l.pid = c.backend_pid
 """
+PARTITIONS = 64  # DAYBOOK_COMMITTER_PARTITIONS' default
 STOCK = 1_000_000_000
 HOT_SKU = "HOT-1"
 DEPLOYMENTS = (
@@ -92,7 +93,8 @@ def _wait_for_owners(database_url: str, processes: int, routed: bool) -> str:
         with psycopg.connect(database_url, autocommit=True) as conn:
             rows = conn.execute(OWNERS, (PARTITION_LOCK_NAMESPACE,)).fetchall()
         shares = sorted(Counter(pid for (pid,) in rows).values(), reverse=True)
-        if len(shares) >= processes or time.monotonic() > deadline:
+        settled = len(shares) == processes and sum(shares) == PARTITIONS and shares[0] - shares[-1] <= 1
+        if settled or time.monotonic() > deadline:
             return f"partitions per process {shares}"
         time.sleep(0.2)
 
@@ -113,33 +115,34 @@ def main() -> None:
     args = parser.parse_args()
     skus = [f"Z-{rank:05d}" for rank in range(1, args.skus + 1)]
     results: list[tuple[Figures, Counter[str]]] = []
-    held_total: Counter[str] = Counter()
     load_before = os.getloadavg()
+    checks: list[str] = []
     with bench_servers() as (database_url, redis_url):
-        merchant_id: uuid.UUID | None = None
-        key = ""
         for name, env in DEPLOYMENTS:
             # Errors only: (b) logs every 503 with its traceback.
             with api_process(database_url, redis_url, DAYBOOK_LOG_LEVEL="ERROR", **env) as base_url:
-                if merchant_id is None:
-                    merchant = create_merchant(base_url)
-                    key, merchant_id = merchant["api_key"], uuid.UUID(merchant["merchant_id"])
-                    asyncio.run(receive_all(base_url, key, [HOT_SKU, *skus], STOCK))
-                owners = _wait_for_owners(database_url, int(env["DAYBOOK_API_PROCESSES"]), "ROUTING" not in str(env))
+                processes = int(env["DAYBOOK_API_PROCESSES"])
+                owners = _wait_for_owners(database_url, processes, "DAYBOOK_COMMITTER_ROUTING" not in env)
+                # A merchant of its own, stocked through this deployment: every one starts
+                # with the aggregates in the caches of the processes that committed them.
+                merchant = create_merchant(base_url)
+                key, merchant_id = merchant["api_key"], uuid.UUID(merchant["merchant_id"])
+                asyncio.run(receive_all(base_url, key, [HOT_SKU, *skus], STOCK))
+                held_total: Counter[str] = Counter()
                 for label, picker in (("1 SKU", lambda: HOT_SKU), (f"{args.skus} SKUs Zipf", zipf_picker(skus))):
                     figures = Figures(f"{name}, {label}")
                     figures.check = owners
                     held, failures = asyncio.run(load(base_url, key, args.seconds, args.clients, picker, figures))
                     held_total.update(held)
                     results.append((figures, failures))
-        assert merchant_id is not None
-        check = check_replayed(database_url, merchant_id, held_total)
+            checks.append(f"{name}: {check_replayed(database_url, merchant_id, held_total)}")
     load_after = os.getloadavg()
     print(f"\ncommitters, {args.seconds:.0f} s per load, {args.clients} clients ({time.strftime('%Y-%m-%d %H:%M')})")
     print(f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} (2 cores)")
     for figures, failures in results:
         print(figures.line(), dict(failures) or "")
-    print(f"check: {check}")
+    for check in checks:
+        print(f"check {check}")
     print("\nratios to (a), same load:")
     for index, (figures, _) in enumerate(results):
         base = results[index % 2][0]
