@@ -14,6 +14,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+COMMITTER_PARTITIONS_MAX = 4096
+"""Partitions are claimed one advisory lock each: a bound keeps a tick's work small."""
+
 
 class SettingsError(ValueError):
     """A ``DAYBOOK_*`` variable has a value that cannot be used."""
@@ -65,6 +68,15 @@ class Settings:
     sse_buffer_events_max: int = 1_000
     sse_heartbeat_seconds: float = 15.0
     sse_poll_seconds: float = 1.0
+    committer_routing: bool = True
+    committer_partitions: int = 64
+    committer_transport: str = "unix"
+    committer_host: str = "127.0.0.1"
+    committer_port: int = 0
+    committer_advertised_host: str | None = None
+    committer_forward_deadline_seconds: float = 10.0
+    committer_ownership_interval_seconds: float = 0.25
+    committer_forward_in_flight_max: int = 10_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -103,6 +115,8 @@ class Settings:
             "sse_connections_per_merchant_max",
             "sse_connections_process_max",
             "sse_buffer_events_max",
+            "committer_partitions",
+            "committer_forward_in_flight_max",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -115,6 +129,16 @@ class Settings:
             raise SettingsError("DAYBOOK_SSE_HEARTBEAT_SECONDS must be above 0 and at most 15")
         if not 0 < self.sse_poll_seconds <= 60:
             raise SettingsError("DAYBOOK_SSE_POLL_SECONDS must be above 0 and at most 60")
+        if self.committer_partitions > COMMITTER_PARTITIONS_MAX:
+            raise SettingsError(f"DAYBOOK_COMMITTER_PARTITIONS must be at most {COMMITTER_PARTITIONS_MAX}")
+        if not 0 <= self.committer_port <= 65_535:
+            raise SettingsError("DAYBOOK_COMMITTER_PORT must be between 0 and 65535")
+        if self.committer_transport not in {"unix", "tcp"}:
+            raise SettingsError("DAYBOOK_COMMITTER_TRANSPORT must be unix or tcp")
+        if self.committer_forward_deadline_seconds <= 0:
+            raise SettingsError("DAYBOOK_COMMITTER_FORWARD_DEADLINE_SECONDS must be positive")
+        if not 0 < self.committer_ownership_interval_seconds <= 10:
+            raise SettingsError("DAYBOOK_COMMITTER_OWNERSHIP_INTERVAL_SECONDS must be above 0 and at most 10")
         if not 0 <= self.batch_wait_ms <= 1_000:
             raise SettingsError("DAYBOOK_BATCH_WAIT_MS must be between 0 and 1000")
 

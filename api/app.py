@@ -14,6 +14,7 @@ from litestar.middleware.base import DefineMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from adapters.broker import make_broker
+from adapters.committers import start_routing
 from adapters.database import READER_ROLE, connection_pool, eventsourcing_env
 from adapters.logs import configure_logging
 from adapters.runtime import tune_gc
@@ -85,6 +86,8 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             on_batch=batch_observer(lambda: committer.queue_depth()),  # noqa: PLW0108 - bound below
         )
         committer.start()
+        # Several processes: each command runs in the one committer owning its partition.
+        routing = await start_routing(settings, database_url, committer) if settings.committer_routing else None
         broker = make_broker(redis_url)
         inbox_writer = InboxWriter(database_url, settings, redis_url, broker)
         await inbox_writer.start()
@@ -100,6 +103,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             redis=redis_client,
             daybook=daybook,
             committer=committer,
+            commands=routing.router if routing is not None else committer,
             key_resolver=KeyResolver(pool, settings.admin_key),
             rate_limiter=rate_limiter,
             broker=broker,
@@ -119,7 +123,11 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             await rate_limiter.close()
             await inbox_writer.stop()
             broker.close()
+            if routing is not None:
+                routing.fence()  # forwarded commands are answered "moved" from now on
             committer.stop(timeout_seconds=10.0)
+            if routing is not None:
+                await routing.stop()
             daybook.close()
             redis_client.close()
             read_pool.close()
