@@ -418,18 +418,25 @@ def zipf_table(path: Path, skus: list[str], exponent: float) -> None:
     path.write_text("\n".join(draws) + "\n")
 
 
-def order_phases(wrk: Wrk, target: Deployment, skus: int, exponent: float) -> list[Result]:
-    """(1) one hot SKU, (2) ``skus`` SKUs Zipf; each checked by replaying its SKUs."""
+def order_phases(wrk: Wrk, target: Deployment, skus: int, exponent: float, phases: set[str]) -> list[Result]:
+    """(1) one hot SKU, (2) ``skus`` SKUs Zipf (those of ``phases``); each checked by replaying its SKUs."""
     merchant = create_merchant(target.base_url)
     key, merchant_id = merchant["api_key"], uuid.UUID(merchant["merchant_id"])
     names = [f"Z-{rank:05d}" for rank in range(1, skus + 1)]
     asyncio.run(receive_all(target.base_url, key, [HOT_SKU], STOCK))
     asyncio.run(receive_all(target.base_url, key, names, 1_000_000))
     roots, url = [target.process.pid], f"{target.base_url}/v1/orders"
-    env = {"BENCH_KEY": key, "BENCH_BODY": ORDER_BODY.replace("{sku}", HOT_SKU)}
-    hot = measured(wrk, "(1) POST /v1/orders, one hot SKU", url, LUA_FIXED_POST, [], env, roots, target.home)
-    acknowledged = hot.statuses.get(201, 0)
-    hot.notes.append(check_replayed_total(target.database_url, merchant_id, [HOT_SKU], acknowledged, wrk.connections))
+    results = []
+    if "hot" in phases:
+        env = {"BENCH_KEY": key, "BENCH_BODY": ORDER_BODY.replace("{sku}", HOT_SKU)}
+        hot = measured(wrk, "(1) POST /v1/orders, one hot SKU", url, LUA_FIXED_POST, [], env, roots, target.home)
+        acknowledged = hot.statuses.get(201, 0)
+        hot.notes.append(
+            check_replayed_total(target.database_url, merchant_id, [HOT_SKU], acknowledged, wrk.connections)
+        )
+        results.append(hot)
+    if "zipf" not in phases:
+        return results
     table = wrk.work_dir / "zipf.txt"
     zipf_table(table, names, exponent)
     prefix, suffix = order_body_parts()
@@ -438,7 +445,7 @@ def order_phases(wrk: Wrk, target: Deployment, skus: int, exponent: float) -> li
     zipf = measured(wrk, name, url, LUA_ZIPF, [str(table)], env, roots, target.home)
     acknowledged = zipf.statuses.get(201, 0)
     zipf.notes.append(check_replayed_total(target.database_url, merchant_id, names, acknowledged, wrk.connections))
-    return [hot, zipf]
+    return [*results, zipf]
 
 
 def standard_shots(merchant: dict[str, Any], orders: list[dict[str, Any]]) -> list[list[Shot]]:
@@ -549,10 +556,12 @@ def main() -> None:
     parser.add_argument("--zipf-exponent", type=float, default=1.1)
     parser.add_argument("--webhooks", type=int, default=0, help="deliveries prepared (default 1,200 per second)")
     parser.add_argument("--duplicates", type=float, default=0.2, help="share of exact re-sends")
+    parser.add_argument("--phases", default="hot,zipf,webhooks", help="which of hot, zipf, webhooks to run")
     parser.add_argument(
         "--checkout", action="append", default=[], metavar="NAME=DIR", help="also run another checkout's deployment"
     )
     args = parser.parse_args()
+    phases = set(args.phases.split(","))
     checkouts = [("this", ROOT)] + [(n, Path(d).resolve()) for n, d in (c.split("=", 1) for c in args.checkout)]
     work_dir = Path(tempfile.mkdtemp(prefix="daybook-deployment-bench-"))
     wrk = Wrk(ensure_wrk(), args.threads, args.connections, args.duration, work_dir)
@@ -563,8 +572,9 @@ def main() -> None:
     yard = [yardstick_phase(wrk, "(0) yardstick: raw ASGI + msgspec, no database", work_dir)]
     for name, checkout in checkouts:
         with deployment(name, checkout, work_dir) as target:
-            results[name] = order_phases(wrk, target, args.skus, args.zipf_exponent)
-            results[name].append(webhook_phase(wrk, target, deliveries, args.duplicates))
+            results[name] = order_phases(wrk, target, args.skus, args.zipf_exponent, phases)
+            if "webhooks" in phases:
+                results[name].append(webhook_phase(wrk, target, deliveries, args.duplicates))
     yard.append(yardstick_phase(wrk, "(4) yardstick again", work_dir))
     yardstick_rate = sum(r.per_second for r in yard) / len(yard)
     print(
