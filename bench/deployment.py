@@ -542,6 +542,9 @@ def print_results(results: list[Result], yardstick_rate: float) -> None:
         print(
             f"      CPU s in {result.seconds:.1f} s (load average {result.load_average:.1f}): {cpu_text(result.cpu_s)}"
         )
+        server = "api" if "api" in result.cpu_s else "yardstick"
+        if result.requests and server in result.cpu_s:
+            print(f"      {server} process CPU per request: {1000 * result.cpu_s[server] / result.requests:.3f} ms")
         for note in result.notes:
             print(f"      {note}")
 
