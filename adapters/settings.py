@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+API_SERVERS = ("granian", "uvicorn")
+"""HTTP servers ``daybook api`` can run the application on."""
 
 
 class SettingsError(ValueError):
@@ -31,6 +33,7 @@ class Settings:
     admin_key: str | None = None
     log_level: str = "INFO"
     api_processes: int = 1
+    api_server: str = "granian"
     worker_processes: int = 1
     worker_threads: int = 8
     database_pool_size: int = 10
@@ -95,6 +98,8 @@ class Settings:
                 raise SettingsError(f"DAYBOOK_{name.upper()} must be positive")
         if self.idempotency_lock_seconds <= 0:
             raise SettingsError("DAYBOOK_IDEMPOTENCY_LOCK_SECONDS must be positive")
+        if self.api_server not in API_SERVERS:
+            raise SettingsError(f"DAYBOOK_API_SERVER must be one of {', '.join(API_SERVERS)}")
         if not 0 <= self.batch_wait_ms <= 1_000:
             raise SettingsError("DAYBOOK_BATCH_WAIT_MS must be between 0 and 1000")
 

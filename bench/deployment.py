@@ -23,9 +23,11 @@ Printed per phase: requests/s, p50/p99 (wrk's latency, the client's view), the r
 the yardstick (the mean of (0) and (4)), answers by status, and the CPU seconds of every
 process during the phase (API, workers, projections, PostgreSQL, Redis, wrk).
 
-``--checkout NAME=DIR`` (repeatable) runs the phases against the deployment of another
-checkout of Daybook (say ``git worktree add /work/base main``) with this interpreter, one
-after the other in the same run, each with a fresh home: before/after figures side by side.
+``--checkout NAME=DIR[,VAR=VALUE...]`` (repeatable) runs the phases against the deployment
+of another checkout of Daybook (say ``git worktree add /work/base main``), or of this one
+with other settings (``--checkout uvicorn=.,DAYBOOK_API_SERVER=uvicorn``), with this
+interpreter, one after the other in the same run, each with a fresh home: before/after
+figures side by side.
 """
 
 from __future__ import annotations
@@ -183,7 +185,7 @@ class Deployment:
 
 
 @contextlib.contextmanager
-def deployment(name: str, checkout: Path, log_dir: Path) -> Iterator[Deployment]:
+def deployment(name: str, checkout: Path, log_dir: Path, extra_env: dict[str, str]) -> Iterator[Deployment]:
     """``daybook serve`` of ``checkout`` in a fresh home, stopped (SIGTERM, then the group) at the end."""
     home = Path(tempfile.mkdtemp(prefix=f"daybook-deploy-{name}-"))
     port = free_port()
@@ -196,6 +198,7 @@ def deployment(name: str, checkout: Path, log_dir: Path) -> Iterator[Deployment]
         "DAYBOOK_DEMO_MERCHANT": "false",
         "DAYBOOK_RATE_LIMIT_PER_MINUTE": LIFTED,
         "DAYBOOK_WEBHOOK_RATE_LIMIT_PER_MINUTE": LIFTED,
+        **extra_env,
     }
     for variable in ("DAYBOOK_DATABASE_URL", "DAYBOOK_REDIS_URL"):
         env.pop(variable, None)
@@ -269,6 +272,7 @@ def label_of(process: psutil.Process) -> str | None:
     command = " ".join(process.cmdline())
     for needle, label in (
         ("daybook api", "api"),
+        ("granian", "api"),
         ("dramatiq", "workers"),
         ("daybook projections", "projections"),
         ("redis-server", "redis"),
@@ -549,6 +553,13 @@ def print_results(results: list[Result], yardstick_rate: float) -> None:
             print(f"      {note}")
 
 
+def checkout_of(spec: str) -> tuple[str, Path, dict[str, str]]:
+    """``NAME=DIR[,VARIABLE=VALUE...]``: a name, a checkout, variables for its deployment."""
+    first, *variables = spec.split(",")
+    name, directory = first.split("=", 1)
+    return name, Path(directory).resolve(), dict(variable.split("=", 1) for variable in variables)
+
+
 def main() -> None:
     """Runs the yardstick, then each checkout's deployment, then the yardstick again."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -561,11 +572,15 @@ def main() -> None:
     parser.add_argument("--duplicates", type=float, default=0.2, help="share of exact re-sends")
     parser.add_argument("--phases", default="hot,zipf,webhooks", help="which of hot, zipf, webhooks to run")
     parser.add_argument(
-        "--checkout", action="append", default=[], metavar="NAME=DIR", help="also run another checkout's deployment"
+        "--checkout",
+        action="append",
+        default=[],
+        metavar="NAME=DIR[,VAR=VALUE...]",
+        help="also run the deployment of another checkout (or this one, '.'), with these DAYBOOK_* variables",
     )
     args = parser.parse_args()
     phases = set(args.phases.split(","))
-    checkouts = [("this", ROOT)] + [(n, Path(d).resolve()) for n, d in (c.split("=", 1) for c in args.checkout)]
+    checkouts = [("this", ROOT, {}), *(checkout_of(spec) for spec in args.checkout)]
     work_dir = Path(tempfile.mkdtemp(prefix="daybook-deployment-bench-"))
     wrk = Wrk(ensure_wrk(), args.threads, args.connections, args.duration, work_dir)
     deliveries = args.webhooks or round(1_200 * args.duration)
@@ -573,8 +588,8 @@ def main() -> None:
     load = os.getloadavg()
     results: dict[str, list[Result]] = {}
     yard = [yardstick_phase(wrk, "(0) yardstick: raw ASGI + msgspec, no database", work_dir)]
-    for name, checkout in checkouts:
-        with deployment(name, checkout, work_dir) as target:
+    for name, checkout, extra_env in checkouts:
+        with deployment(name, checkout, work_dir, extra_env) as target:
             results[name] = order_phases(wrk, target, args.skus, args.zipf_exponent, phases)
             if "webhooks" in phases:
                 results[name].append(webhook_phase(wrk, target, deliveries, args.duplicates))
@@ -587,8 +602,8 @@ def main() -> None:
     )
     print(f"yardstick {yardstick_rate:,.0f} req/s (mean of (0) and (4)); logs in {work_dir}\n")
     print_results(yard, yardstick_rate)
-    for name, checkout in checkouts:
-        print(f"\ndaybook serve of {name} ({checkout})")
+    for name, checkout, extra_env in checkouts:
+        print(f"\ndaybook serve of {name} ({checkout}{''.join(f', {k}={v}' for k, v in extra_env.items())})")
         print_results(results[name], yardstick_rate)
 
 
