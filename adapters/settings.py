@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+API_SERVERS = ("granian", "uvicorn")
+"""HTTP servers ``daybook api`` can run the application on."""
 
 COMMITTER_PARTITIONS_MAX = 4096
 """Partitions are claimed one advisory lock each: a bound keeps a tick's work small."""
@@ -34,6 +36,7 @@ class Settings:
     admin_key: str | None = None
     log_level: str = "INFO"
     api_processes: int = 1
+    api_server: str = "granian"
     worker_processes: int = 1
     worker_threads: int = 8
     database_pool_size: int = 10
@@ -129,6 +132,13 @@ class Settings:
             raise SettingsError("DAYBOOK_SSE_HEARTBEAT_SECONDS must be above 0 and at most 15")
         if not 0 < self.sse_poll_seconds <= 60:
             raise SettingsError("DAYBOOK_SSE_POLL_SECONDS must be above 0 and at most 60")
+        self._check_committer()
+        if self.api_server not in API_SERVERS:
+            raise SettingsError(f"DAYBOOK_API_SERVER must be one of {', '.join(API_SERVERS)}")
+        if not 0 <= self.batch_wait_ms <= 1_000:
+            raise SettingsError("DAYBOOK_BATCH_WAIT_MS must be between 0 and 1000")
+
+    def _check_committer(self) -> None:
         if self.committer_partitions > COMMITTER_PARTITIONS_MAX:
             raise SettingsError(f"DAYBOOK_COMMITTER_PARTITIONS must be at most {COMMITTER_PARTITIONS_MAX}")
         if not 0 <= self.committer_port <= 65_535:
@@ -139,8 +149,6 @@ class Settings:
             raise SettingsError("DAYBOOK_COMMITTER_FORWARD_DEADLINE_SECONDS must be positive")
         if not 0 < self.committer_ownership_interval_seconds <= 10:
             raise SettingsError("DAYBOOK_COMMITTER_OWNERSHIP_INTERVAL_SECONDS must be above 0 and at most 10")
-        if not 0 <= self.batch_wait_ms <= 1_000:
-            raise SettingsError("DAYBOOK_BATCH_WAIT_MS must be between 0 and 1000")
 
     @property
     def embedded_database(self) -> bool:

@@ -27,19 +27,16 @@ from api.controllers.health import HealthController
 from api.controllers.inventory import InventoryController
 from api.controllers.orders import OrdersController
 from api.controllers.payments import PaymentsController, ReconciliationController
+from api.edge import ResponseEdge
 from api.feed_slots import FeedSlots
 from api.live_feed import FeedHub
 from api.maintenance import maintain_idempotency_partitions_forever
 from api.media_types import JsonBodyMiddleware
-from api.methods import allow_headers, complete_allow_header
-from api.metrics import (
-    RequestMetricsMiddleware,
-    batch_observer,
-)
+from api.methods import allow_headers
+from api.metrics import batch_observer
 from api.openapi import OpenAPIController
 from api.problems import exception_handlers
-from api.rate_limit import SharedRateLimiter, add_rate_limit_headers
-from api.request_id import add_request_id_header
+from api.rate_limit import SharedRateLimiter
 from api.scrape import exposition
 from api.webhooks.controller import webhooks_router
 from api.webhooks.inbox_writer import InboxWriter
@@ -151,15 +148,14 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
         state=State({"settings": settings}),
         middleware=[DefineMiddleware(ApiKeyAuthentication, exclude=PUBLIC_PATHS), JsonBodyMiddleware()],
         exception_handlers=exception_handlers(),
-        before_send=[add_request_id_header, add_rate_limit_headers, complete_allow_header],
         request_max_body_size=settings.body_size_max_bytes,
         openapi_config=None,  # the document is api/openapi.py's
         debug=False,
         logging_config=None,
     )
-    app.state.allow_headers = allow_headers(app)
-    # Around everything (routing and exception handling included), so every status sent is counted.
-    app.asgi_handler = RequestMetricsMiddleware(app.asgi_handler)
+    # Around everything (routing and exception handling included): the headers every answer
+    # carries, and every status sent counted.
+    app.asgi_handler = ResponseEdge(app.asgi_handler, allow_headers(app))
     return app
 
 

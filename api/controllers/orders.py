@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio.to_thread
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath
 
 from adapters.committers import CommandRouter
 from api import read_store
@@ -53,7 +53,7 @@ class OrdersController(Controller):
     middleware = [IdempotencyMiddleware]
 
     @post("/", operation_id="placeOrder", status_code=201, guards=[merchant_only])
-    async def place(self, request: Request[Any, Any, Any], data: JSONBody[OrderCreate]) -> Response[OrderRead]:
+    async def place(self, request: Request[Any, Any, Any]) -> Response[OrderRead]:
         """Places an order holding stock for every line, all or nothing (409 ``out_of_stock``)."""
         data = await strict_body(request, OrderCreate)
         merchant_id = merchant_of(request)
