@@ -17,7 +17,7 @@ from adapters.broker import make_broker
 from adapters.committers import start_routing
 from adapters.database import READER_ROLE, connection_pool, eventsourcing_env
 from adapters.logs import configure_logging
-from adapters.runtime import tune_gc
+from adapters.runtime import die_with_server_parent, tune_gc
 from adapters.settings import Settings
 from api.auth import ApiKeyAuthentication, KeyResolver
 from api.controllers.admin import AdminController
@@ -160,7 +160,8 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
 
 
 def create_app_from_env() -> Litestar:
-    """Uvicorn factory: reads settings and server URLs from the environment."""
+    """The servers' factory: reads settings and server URLs from the environment."""
+    die_with_server_parent()
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     if not settings.database_url or not settings.redis_url:
