@@ -13,9 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import Scope
+from psycopg_pool import PoolTimeout
 
 from api.request_id import request_id_of
 from domain.errors import (
@@ -178,6 +180,19 @@ def _handle_unexpected(request: Request[Any, Any, Any], error: Exception) -> Res
 RETRY_AFTER = {"Retry-After": "1"}
 
 
+def _handle_database_unavailable(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    # A pooled connection that the server or the network dropped (restart, failover) fails
+    # its next statement; the pool discards it, so a retry gets a fresh one. Not a 500.
+    _log_server_error(request, error, 503, "unavailable")
+    return problem_response(
+        request.scope,
+        503,
+        "unavailable",
+        "The database did not answer. Retry (with the same Idempotency-Key).",
+        headers=RETRY_AFTER,
+    )
+
+
 def _shortages(error: Exception) -> dict[str, Any]:
     assert isinstance(error, OutOfStockError)
     return {"lines": [{"sku": s.sku, "requested": s.requested, "available": s.available} for s in error.lines]}
@@ -243,5 +258,7 @@ def exception_handlers() -> dict[Any, Callable[..., Response[Any]]]:
         ApiError: _handle_api_error,
         ValidationException: _handle_validation,
         HTTPException: _handle_http,
+        psycopg.OperationalError: _handle_database_unavailable,
+        PoolTimeout: _handle_database_unavailable,
         Exception: _handle_unexpected,
     }

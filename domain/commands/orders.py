@@ -110,6 +110,10 @@ class PlaceOrder:
         )
         quantities = quantities_by_sku(order.lines)
         items, shortages = find_shortages(uow, self.merchant_id, quantities)
+        if any(order.id in item.holds for item in items.values()):
+            # Only this order can hold stock under its id: an earlier run placed it (a retry
+            # whose first answer was lost, reaching a committer that never saw the order).
+            raise OrderAlreadyExistsError(self.order_id)
         if shortages:
             raise OutOfStockError(shortages)  # the new order was never added: nothing is saved
         try:

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
+import psycopg
 import pytest
 from litestar.testing import TestClient
 
@@ -188,3 +189,30 @@ def test_a_503_is_logged_with_its_traceback_and_request_id(
     [record] = [r for r in caplog.records if getattr(r, "request_id", None) == "overloaded-1"]
     assert record.levelno == logging.WARNING
     assert isinstance(record.exc_info[1] if record.exc_info else None, OverloadedError)
+
+
+class _DroppedConnectionResolver:
+    """A key resolver whose pooled connection the server closed (as after a restart)."""
+
+    def resolve_cached(self, presented: str) -> Any:
+        return False
+
+    def resolve(self, presented: str) -> Any:
+        raise psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly")
+
+
+def test_a_database_connection_dropped_under_a_request_is_answered_503_unavailable_not_500(
+    api_settings: Any, database_url: str, redis_url: str, merchant_headers: dict[str, str]
+) -> None:
+    app = create_app(api_settings, database_url, redis_url)
+    with TestClient(app, raise_server_exceptions=False) as dropped:
+        resolver = app.state.key_resolver
+        app.state.key_resolver = _DroppedConnectionResolver()
+        headers = {**merchant_headers, "Idempotency-Key": f"dropped-{uuid.uuid4().hex}"}
+        first = dropped.post(f"/v1/inventory/{SKU}/receipts", json={"quantity": 1}, headers=headers)
+        app.state.key_resolver = resolver
+        retry = dropped.post(f"/v1/inventory/{SKU}/receipts", json={"quantity": 1}, headers=headers)
+    assert first.status_code == 503, first.text
+    assert first.json()["code"] == "unavailable"
+    assert first.headers["Retry-After"] == "1"
+    assert retry.status_code == 201, retry.text
