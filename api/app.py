@@ -30,6 +30,7 @@ from api.methods import allow_headers, complete_allow_header
 from api.metrics import (
     RequestMetricsMiddleware,
     batch_observer,
+    observe_pools_forever,
 )
 from api.openapi import OpenAPIController
 from api.problems import exception_handlers
@@ -101,9 +102,13 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             inbox_writer=inbox_writer,
         )
         housekeeping = asyncio.get_running_loop().create_task(maintain_idempotency_partitions_forever(app.state))
+        pools_observed = asyncio.get_running_loop().create_task(
+            observe_pools_forever({"api": pool, "api-read": read_pool})
+        )
         try:
             yield
         finally:
+            pools_observed.cancel()
             housekeeping.cancel()
             await rate_limiter.close()
             await inbox_writer.stop()
