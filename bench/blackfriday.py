@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adapters.database import eventsourcing_env
 from adapters.migrate import migrate
 from adapters.settings import Settings
-from bench import bf_checks
+from bench import bf_checks, bf_feeds
 from bench.bf_faults import FaultInjector, Injected
 from bench.bf_load import COLD_SKUS_PER_MERCHANT, HOT_SKUS_PER_MERCHANT, Evidence, Merchant, Traffic
 from bench.bf_servers import Part, Postgres, Proxy, Redis, Supervisor, api_ready, free_port, wait_until
@@ -63,6 +63,7 @@ ADMIN_KEY = "dbk_admin_black_friday_key"
 DRAIN_TIMEOUT_S = 240.0
 HOT_STOCK, COLD_STOCK = 100, 10
 GATEWAY_SENDERS = 12
+SSE_CLIENTS_PER_MERCHANT = 2
 
 
 @dataclass(frozen=True)
@@ -184,15 +185,10 @@ def run(config: Config, out: Callable[[str], None] = print) -> Report:
         lag = LagSampler(direct_url)
         evidence = Evidence()
         loadavg_before = os.getloadavg()
-        load_s = asyncio.run(_drive(config, f"http://127.0.0.1:{api_port}", evidence, injector, lag, out))
-        # Quiet before the checks: once the inbox is drained the worker stops (nothing else
-        # writes events: no expiry sweep lands between two reads of the checks), then the
-        # projections reach the head.
-        drained = _drain(direct_url, inbox=True)
-        supervisor.retire(worker)
-        drained += "; " + _drain(direct_url, inbox=False)
+        deployment = Deployment(f"http://127.0.0.1:{api_port}", direct_url, env, directory, supervisor, worker)
+        load_s, drained, extras = asyncio.run(_drive(config, deployment, evidence, injector, lag, out))
         out(f"drained: {drained}")
-        results = _check(config, evidence, direct_url)
+        results = _check(evidence, direct_url, extras)
         return Report(
             results, injector.counts(), injector.injected, injector.errors, evidence, load_s, lag,
             dict(supervisor.restarts), drained, loadavg_before, os.getloadavg(),
@@ -207,27 +203,28 @@ def run(config: Config, out: Callable[[str], None] = print) -> Report:
             shutil.rmtree(directory, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """Where the running deployment is, for the drive."""
+
+    base_url: str
+    database_url: str
+    env: dict[str, str]
+    directory: Path
+    supervisor: Supervisor
+    worker: Part
+
+
 async def _drive(
-    config: Config, base_url: str, evidence: Evidence, injector: FaultInjector, lag: LagSampler, out: Any
-) -> float:
-    """Merchants, stock, then the load with the faults for ``duration_s``; returns the load's seconds."""
-    traffic = Traffic(base_url, evidence, config.seed)
+    config: Config, deployment: Deployment, evidence: Evidence, injector: FaultInjector, lag: LagSampler, out: Any
+) -> tuple[float, str, dict[str, Any]]:
+    """Merchants and stock, the load with the faults, the drain; returns (load seconds, drain, extra checks)."""
+    traffic = Traffic(deployment.base_url, evidence, config.seed)
     try:
-        for index in range(config.merchants):
-            response = await traffic.http.post("/v1/admin/merchants", json={"name": f"Shop {index}"},
-                                               headers={"Authorization": f"Bearer {ADMIN_KEY}"})  # fmt: skip
-            response.raise_for_status()
-            evidence.merchants.append(Merchant(
-                response.json(),
-                [f"HOT-{n}" for n in range(HOT_SKUS_PER_MERCHANT)],
-                [f"COLD-{n:03d}" for n in range(COLD_SKUS_PER_MERCHANT)],
-            ))  # fmt: skip
-        await asyncio.gather(*(
-            traffic.stock(merchant, sku, HOT_STOCK if sku.startswith("HOT") else COLD_STOCK)
-            for merchant in evidence.merchants for sku in merchant.hot_skus + merchant.cold_skus
-        ))  # fmt: skip
+        await _open_shops(config, traffic, evidence)
+        readers = await _readers(traffic, evidence, deployment)
         out(f"load: {config.duration_s:.0f} s, {config.shoppers} shoppers, {config.merchants} merchants, "
-            f"{len(injector.schedule)} faults scheduled")  # fmt: skip
+            f"{len(injector.schedule)} faults scheduled; readers: {readers.describe()}")  # fmt: skip
         began = time.monotonic()
         sampler = threading.Thread(target=lag.run, name="lag", daemon=True)
         sampler.start()
@@ -236,15 +233,95 @@ async def _drive(
         tasks = [asyncio.create_task(traffic.shopper(random.Random(rng.random()))) for _ in range(config.shoppers)]
         tasks += [asyncio.create_task(traffic.merchant(m, random.Random(rng.random()))) for m in evidence.merchants]
         tasks += [asyncio.create_task(traffic.gateway_sender()) for _ in range(GATEWAY_SENDERS)]
+        readers.start(traffic)
         await asyncio.sleep(config.duration_s)
         traffic.stopping.set()
         await asyncio.gather(*tasks)
         load_s = time.monotonic() - began
         await asyncio.to_thread(injector.stop)
         lag.stop()
-        return load_s
+        # Quiet before the checks: once the inbox is drained the worker stops (nothing else
+        # writes events: no expiry sweep lands between two reads of the checks), then the
+        # projections reach the head and the readers catch up with it.
+        drained = await asyncio.to_thread(_drain, deployment.database_url, inbox=True)
+        await asyncio.to_thread(deployment.supervisor.retire, deployment.worker)
+        drained += "; " + await asyncio.to_thread(_drain, deployment.database_url, inbox=False)
+        extras = await readers.finish()
+        return load_s, drained, extras
     finally:
         await traffic.close()
+
+
+async def _open_shops(config: Config, traffic: Traffic, evidence: Evidence) -> None:
+    """The merchants, each with its SKUs stocked."""
+    for index in range(config.merchants):
+        response = await traffic.http.post("/v1/admin/merchants", json={"name": f"Shop {index}"},
+                                           headers={"Authorization": f"Bearer {ADMIN_KEY}"})  # fmt: skip
+        response.raise_for_status()
+        evidence.merchants.append(Merchant(
+            response.json(),
+            [f"HOT-{n}" for n in range(HOT_SKUS_PER_MERCHANT)],
+            [f"COLD-{n:03d}" for n in range(COLD_SKUS_PER_MERCHANT)],
+        ))  # fmt: skip
+    await asyncio.gather(*(
+        traffic.stock(merchant, sku, HOT_STOCK if sku.startswith("HOT") else COLD_STOCK)
+        for merchant in evidence.merchants for sku in merchant.hot_skus + merchant.cold_skus
+    ))  # fmt: skip
+
+
+@dataclass
+class Readers:
+    """The SSE clients and the auditor, when the build has their routes."""
+
+    deployment: Deployment
+    merchants: list[Merchant]
+    sse: list[bf_feeds.SseClient] | None
+    auditor: bf_feeds.Auditor | None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def describe(self) -> str:
+        sse = f"{len(self.sse)} SSE clients" if self.sse is not None else "no live feed in this build"
+        return f"{sse}, {'an auditor' if self.auditor is not None else 'no audit chain in this build'}"
+
+    def start(self, traffic: Traffic) -> None:
+        for client in self.sse or []:
+            self.tasks.append(asyncio.create_task(client.follow(traffic, self.stop)))
+        if self.auditor is not None:
+            self.tasks.append(asyncio.create_task(self.auditor.run(traffic, traffic.stopping)))
+
+    async def finish(self) -> dict[str, Any]:
+        """Lets the SSE clients catch up with the head, stops every reader; the checks they feed."""
+        extras: dict[str, Any] = {}
+        if self.sse is not None:
+            base_url = self.deployment.base_url
+            expected = {
+                m.merchant_id: await asyncio.to_thread(bf_feeds.merchant_positions, base_url, m) for m in self.merchants
+            }
+            for client in self.sse:
+                client.target = (expected[client.merchant.merchant_id] or [0])[-1]
+            extras["sse_check"] = bf_feeds.sse_check(self.sse, expected)
+        self.stop.set()
+        await asyncio.gather(*self.tasks)
+        if self.auditor is not None:
+            env = {**self.deployment.env, "DAYBOOK_DATABASE_URL": self.deployment.database_url}
+            extras["audit_check"] = bf_feeds.audit_check(
+                self.auditor, self.deployment.base_url, env, self.deployment.directory
+            )
+        return extras
+
+
+async def _readers(traffic: Traffic, evidence: Evidence, deployment: Deployment) -> Readers:
+    """SSE clients (two a merchant) and an auditor, each only if the API serves its routes."""
+    has_feed = await bf_feeds.route_exists(traffic.http, bf_feeds.STREAM_PATH, {})
+    has_audit = await bf_feeds.route_exists(traffic.http, bf_feeds.VERIFY_PATH, {})
+    clients = [bf_feeds.SseClient(m) for m in evidence.merchants for _ in range(SSE_CLIENTS_PER_MERCHANT)]
+    return Readers(
+        deployment,
+        evidence.merchants,
+        clients if has_feed else None,
+        bf_feeds.Auditor(evidence.merchants) if has_audit else None,
+    )
 
 
 _PENDING = "SELECT count(*) FROM webhook_inbox WHERE state = 'pending'"
@@ -278,11 +355,10 @@ def _drain(database_url: str, *, inbox: bool) -> str:
     return f"{done} {time.monotonic() - began:.1f} s later"
 
 
-def _check(config: Config, evidence: Evidence, database_url: str) -> list[bf_checks.Result]:
-    del config
+def _check(evidence: Evidence, database_url: str, extras: dict[str, Any]) -> list[bf_checks.Result]:
     app = Daybook(env=eventsourcing_env(database_url, Settings()))
     try:
-        return bf_checks.run_checks(bf_checks.Run(evidence, database_url, app))
+        return bf_checks.run_checks(bf_checks.Run(evidence, database_url, app, extras))
     finally:
         app.close()
 
