@@ -225,6 +225,7 @@ async def _drive(
         readers = await _readers(traffic, evidence, deployment)
         out(f"load: {config.duration_s:.0f} s, {config.shoppers} shoppers, {config.merchants} merchants, "
             f"{len(injector.schedule)} faults scheduled; readers: {readers.describe()}")  # fmt: skip
+        evidence.endpoints.clear()  # the figures are the load's, not the shops' opening stock
         began = time.monotonic()
         sampler = threading.Thread(target=lag.run, name="lag", daemon=True)
         sampler.start()
