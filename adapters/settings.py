@@ -56,6 +56,10 @@ class Settings:
     drift_check_interval_seconds: float = 300.0
     demo_merchant: bool = True
     snapshots: bool = True
+    audit_signing_key_path: str | None = None
+    audit_digest_interval_seconds: float = 60.0
+    audit_digest_interval_events: int = 10_000
+    audit_verify_events_max: int = 50_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -89,10 +93,14 @@ class Settings:
             "rate_limit_per_minute",
             "webhook_rate_limit_per_minute",
             "idempotency_ttl_hours",
+            "audit_digest_interval_events",
+            "audit_verify_events_max",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"DAYBOOK_{name.upper()} must be positive")
+        if self.audit_digest_interval_seconds <= 0:
+            raise SettingsError("DAYBOOK_AUDIT_DIGEST_INTERVAL_SECONDS must be positive")
         if self.idempotency_lock_seconds <= 0:
             raise SettingsError("DAYBOOK_IDEMPOTENCY_LOCK_SECONDS must be positive")
         if not 0 <= self.batch_wait_ms <= 1_000:
