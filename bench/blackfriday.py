@@ -57,7 +57,7 @@ from bench.bf_load import COLD_SKUS_PER_MERCHANT, HOT_SKUS_PER_MERCHANT, Evidenc
 from bench.bf_servers import Part, Postgres, Proxy, Redis, Supervisor, api_ready, free_port, wait_until
 from daybook.embedded import ensure_database
 from domain.application import Daybook
-from projections.registry import projection_names
+from projections.registry import every_projection_name
 
 ADMIN_KEY = "dbk_admin_black_friday_key"
 DRAIN_TIMEOUT_S = 240.0
@@ -90,7 +90,7 @@ class LagSampler:
 
     def run(self) -> None:
         began = time.monotonic()
-        names = projection_names()
+        names = every_projection_name()
         while not self._stop.wait(0.5):
             try:
                 with psycopg.connect(self.database_url, connect_timeout=2) as conn:
@@ -330,7 +330,7 @@ _PENDING = "SELECT count(*) FROM webhook_inbox WHERE state = 'pending'"
 
 def _drain(database_url: str, *, inbox: bool) -> str:
     """Waits until no webhook is pending (``inbox``) or every projection is at the head of the log."""
-    names = projection_names()
+    names = every_projection_name()
 
     def settled() -> bool:
         try:
