@@ -144,6 +144,8 @@ class Traffic:
         self.evidence = evidence
         self.rng = random.Random(seed)
         self.stopping = asyncio.Event()
+        self.shoppers_done = asyncio.Event()
+        """Set once no shopper can hand the gateway another payment."""
         self.deliveries: list[tuple[float, int, Story, Delivery]] = []
         self._sequence = 0
         self.deliveries_in_flight = 0
@@ -317,8 +319,8 @@ class Traffic:
         return len(self.deliveries) + self.deliveries_in_flight
 
     async def gateway_sender(self) -> None:
-        """Sends due deliveries until stopped and none is left."""
-        while not (self.stopping.is_set() and not self.deliveries_pending):
+        """Sends due deliveries until the shoppers are done and none is left."""
+        while not (self.shoppers_done.is_set() and not self.deliveries_pending):
             if not self.deliveries or self.deliveries[0][0] > time.monotonic():
                 await asyncio.sleep(0.02)
                 continue

@@ -231,13 +231,15 @@ async def _drive(
         sampler.start()
         injector.start()
         rng = random.Random(config.seed)
-        tasks = [asyncio.create_task(traffic.shopper(random.Random(rng.random()))) for _ in range(config.shoppers)]
-        tasks += [asyncio.create_task(traffic.merchant(m, random.Random(rng.random()))) for m in evidence.merchants]
-        tasks += [asyncio.create_task(traffic.gateway_sender()) for _ in range(GATEWAY_SENDERS)]
+        clients = [asyncio.create_task(traffic.shopper(random.Random(rng.random()))) for _ in range(config.shoppers)]
+        clients += [asyncio.create_task(traffic.merchant(m, random.Random(rng.random()))) for m in evidence.merchants]
+        senders = [asyncio.create_task(traffic.gateway_sender()) for _ in range(GATEWAY_SENDERS)]
         readers.start(traffic)
         await asyncio.sleep(config.duration_s)
         traffic.stopping.set()
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*clients)
+        traffic.shoppers_done.set()
+        await asyncio.gather(*senders)
         load_s = time.monotonic() - began
         await asyncio.to_thread(injector.stop)
         lag.stop()
