@@ -141,6 +141,7 @@ def _environment(database_url: str, redis_url: str, directory: Path) -> dict[str
         "DAYBOOK_DATABASE_URL": database_url,
         "DAYBOOK_REDIS_URL": redis_url,
         "DAYBOOK_ADMIN_KEY": ADMIN_KEY,
+        "DAYBOOK_HOME": str(directory / "home"),  # the audit signing key, among others
         "DAYBOOK_LOG_LEVEL": "WARNING",
         "DAYBOOK_API_PROCESSES": "2",
         # The load is many shoppers behind one key each merchant: the per-key limit is not the subject.
