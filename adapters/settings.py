@@ -60,6 +60,11 @@ class Settings:
     audit_digest_interval_seconds: float = 60.0
     audit_digest_interval_events: int = 10_000
     audit_verify_events_max: int = 50_000
+    sse_connections_per_merchant_max: int = 100
+    sse_connections_process_max: int = 2_000
+    sse_buffer_events_max: int = 1_000
+    sse_heartbeat_seconds: float = 15.0
+    sse_poll_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +100,9 @@ class Settings:
             "idempotency_ttl_hours",
             "audit_digest_interval_events",
             "audit_verify_events_max",
+            "sse_connections_per_merchant_max",
+            "sse_connections_process_max",
+            "sse_buffer_events_max",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -103,6 +111,10 @@ class Settings:
             raise SettingsError("DAYBOOK_AUDIT_DIGEST_INTERVAL_SECONDS must be positive")
         if self.idempotency_lock_seconds <= 0:
             raise SettingsError("DAYBOOK_IDEMPOTENCY_LOCK_SECONDS must be positive")
+        if not 0 < self.sse_heartbeat_seconds <= 15:
+            raise SettingsError("DAYBOOK_SSE_HEARTBEAT_SECONDS must be above 0 and at most 15")
+        if not 0 < self.sse_poll_seconds <= 60:
+            raise SettingsError("DAYBOOK_SSE_POLL_SECONDS must be above 0 and at most 60")
         if not 0 <= self.batch_wait_ms <= 1_000:
             raise SettingsError("DAYBOOK_BATCH_WAIT_MS must be between 0 and 1000")
 

@@ -20,10 +20,13 @@ from adapters.runtime import tune_gc
 from adapters.settings import Settings
 from api.auth import ApiKeyAuthentication, KeyResolver
 from api.controllers.admin import AdminController
+from api.controllers.events import EventsController
 from api.controllers.health import HealthController
 from api.controllers.inventory import InventoryController
 from api.controllers.orders import OrdersController
 from api.controllers.payments import PaymentsController, ReconciliationController
+from api.feed_slots import FeedSlots
+from api.live_feed import FeedHub
 from api.maintenance import maintain_idempotency_partitions_forever
 from api.media_types import JsonBodyMiddleware
 from api.methods import allow_headers, complete_allow_header
@@ -86,6 +89,9 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
         inbox_writer = InboxWriter(database_url, settings, redis_url, broker)
         await inbox_writer.start()
         rate_limiter = SharedRateLimiter(redis_url, settings.rate_limit_per_minute)
+        feed_hub = FeedHub(database_url, settings, daybook.mapper)
+        feed_hub.start()
+        feed_slots = FeedSlots(redis_url, settings.sse_connections_per_merchant_max, 3 * settings.sse_heartbeat_seconds)
         tune_gc()
         app.state.update(
             settings=settings,
@@ -100,6 +106,8 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             webhook_secrets=SecretsCache(pool),
             webhook_limits=WebhookLimits(settings.webhook_rate_limit_per_minute),
             inbox_writer=inbox_writer,
+            feed_hub=feed_hub,
+            feed_slots=feed_slots,
         )
         housekeeping = asyncio.get_running_loop().create_task(maintain_idempotency_partitions_forever(app.state))
         pools_observed = asyncio.get_running_loop().create_task(
@@ -110,6 +118,8 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
         finally:
             pools_observed.cancel()
             housekeeping.cancel()
+            feed_hub.stop()
+            await feed_slots.close()
             await rate_limiter.close()
             await inbox_writer.stop()
             broker.close()
@@ -128,6 +138,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             OrdersController,
             PaymentsController,
             ReconciliationController,
+            EventsController,
             OpenAPIController,
             webhooks_router(settings),
         ],
