@@ -4,10 +4,11 @@ Both are written against CONTRACT.md ("Live feed", "Audit") and run only when th
 serves those routes (``OPTIONS`` answers 204): a build without them reports the
 invariants as not checked.
 
-- An SSE client per merchant follows ``GET /v1/events/stream`` from the first event
+- SSE clients (two per merchant) follow ``GET /v1/events/stream`` from the first event
   (``Last-Event-ID: 0``) and, whenever the stream ends or breaks (an API process killed,
   a database restart), reconnects with the last id it saw, as a browser's EventSource
-  does. It keeps every id in the order received.
+  does. It keeps every id in the order received and checks the events as a hash chain
+  (each carries ``hash`` and ``prev_hash``): a gap, a repeat or a changed event breaks it.
 - The auditor exports each merchant's stream as NDJSON and asks the server to verify the
   chain every few seconds during the load; at the end it exports with ``daybook audit
   export`` and verifies the file offline against the last signed digest with ``daybook
@@ -27,13 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 from bench.bf_checks import Result, Run
 from bench.bf_load import Merchant, Traffic
+from domain.audit import ChainVerifier
 
 STREAM_PATH = "/v1/events/stream"
 VERIFY_PATH = "/v1/audit/verify"
-AUDIT_PAGE_MAX = 1000
 READ_TIMEOUT_S = 40.0  # more than two heartbeats (one at least every 15 s)
 CATCH_UP_TIMEOUT_S = 120.0
 AUDIT_INTERVAL_S = 10.0
@@ -53,9 +55,13 @@ class SseClient:
     ids: list[int] = field(default_factory=list)
     bad: list[str] = field(default_factory=list)
     connections: int = 0
+    streams: int = 0
+    """Streams opened (200): the first, then one per resume."""
     refused: int = 0
     target: int | None = None
     """Stop once this id is received (set after the drain); ``None`` while the load runs."""
+    chain: ChainVerifier = field(default_factory=ChainVerifier)
+    """The events received, checked as a hash chain (a gap or a repeat breaks it too)."""
 
     @property
     def last_id(self) -> int:
@@ -88,6 +94,7 @@ class SseClient:
                 return
             if response.status_code != 200:
                 return
+            self.streams += 1
             event: dict[str, str] = {}
             async for line in response.aiter_lines():
                 if line == "":
@@ -110,6 +117,10 @@ class SseClient:
             return
         if data.get("position") != position or data.get("type") != event.get("event"):
             self.bad.append(f"id {position} / event {event.get('event')} disagree with data {event['data']:.200}")
+        was_ok = self.chain.ok
+        mismatch = self.chain.check(data)
+        if was_ok and mismatch is not None:
+            self.bad.append(f"the events received break the hash chain at {mismatch.position}: {mismatch.reason}")
         self.ids.append(position)
 
 
@@ -151,20 +162,13 @@ class Auditor:
             self.failures.append(f"merchant {merchant.merchant_id}: verify during the load said {body}")
 
 
-def merchant_positions(base_url: str, merchant: Merchant) -> list[int]:
-    """Every position of the merchant's events, by the audit endpoint (paged)."""
-    headers = {"Authorization": f"Bearer {merchant.created['auditor_key']}"}
-    positions: list[int] = []
-    with httpx.Client(base_url=base_url, headers=headers, timeout=60) as http:
-        while True:
-            after = positions[-1] if positions else 0
-            page = http.get("/v1/audit/events", params={"after": after, "limit": AUDIT_PAGE_MAX})
-            page.raise_for_status()
-            body = page.json()
-            rows = body["data"] if isinstance(body, dict) else body
-            positions += [int(row["position"]) for row in rows]
-            if len(rows) < AUDIT_PAGE_MAX:
-                return positions
+def merchant_positions(database_url: str, merchant: Merchant) -> list[int]:
+    """Every position of the merchant's chained events (the feed sends an event once it is chained)."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT position FROM audit_chain WHERE merchant_id = %s ORDER BY position", (merchant.merchant_id,)
+        ).fetchall()
+    return [int(row[0]) for row in rows]
 
 
 def sse_check(clients: list[SseClient], expected: dict[str, list[int]]) -> Any:
@@ -187,8 +191,8 @@ def sse_check(clients: list[SseClient], expected: dict[str, list[int]]) -> Any:
                     f"expected; {repeated} repeated, missing {missing[:5]}, not the merchant's {extra[:5]}, "
                     f"in order: {client.ids == sorted(client.ids)}"
                 )
-        reconnects = sum(client.connections for client in clients) - len(clients)
-        detail = f"{len(clients)} clients, {received} events received, {reconnects} reconnections"
+        resumed = sum(client.streams for client in clients) - len(clients)
+        detail = f"{len(clients)} clients, {received} events received, {resumed} resumes with Last-Event-ID"
         name = "every SSE client saw every event once"
         if problems:
             return Result(name, False, f"{len(problems)} violation(s); {detail}", problems[:5])

@@ -298,10 +298,9 @@ class Readers:
         """Lets the SSE clients catch up with the head, stops every reader; the checks they feed."""
         extras: dict[str, Any] = {}
         if self.sse is not None:
-            base_url = self.deployment.base_url
-            expected = {
-                m.merchant_id: await asyncio.to_thread(bf_feeds.merchant_positions, base_url, m) for m in self.merchants
-            }
+            positions = bf_feeds.merchant_positions
+            database_url = self.deployment.database_url
+            expected = {m.merchant_id: await asyncio.to_thread(positions, database_url, m) for m in self.merchants}
             for client in self.sse:
                 client.target = (expected[client.merchant.merchant_id] or [0])[-1]
             extras["sse_check"] = bf_feeds.sse_check(self.sse, expected)

@@ -17,13 +17,13 @@ from bench.blackfriday import Config, render, run
 
 pytestmark = pytest.mark.slow
 
-# The invariants that every build has (the live feed is checked once it exists).
 ALWAYS_CHECKED = {
     bf_checks.acknowledged_orders.__name__,
     bf_checks.no_oversell.__name__,
     bf_checks.webhooks_exactly_once.__name__,
     bf_checks.read_models_equal_rebuild.__name__,
     bf_checks.audit_chain.__name__,
+    bf_checks.sse_every_event_once.__name__,
     bf_checks.contract_answers.__name__,
 }
 
