@@ -110,9 +110,9 @@ class PlaceOrder:
         )
         quantities = quantities_by_sku(order.lines)
         items, shortages = find_shortages(uow, self.merchant_id, quantities)
-        if any(order.id in item.holds for item in items.values()):
-            # Only this order can hold stock under its id: an earlier run placed it (a retry
-            # whose first answer was lost, reaching a committer that never saw the order).
+        if any(self.order_id in item.holds for item in items.values()):
+            # Its holds are recorded, so it was placed: a second run of the same command
+            # (a retry whose first answer was lost) before the store reports the id.
             raise OrderAlreadyExistsError(self.order_id)
         if shortages:
             raise OutOfStockError(shortages)  # the new order was never added: nothing is saved
