@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import eventsourcing.persistence
 import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -268,5 +269,8 @@ def exception_handlers() -> dict[Any, Callable[..., Response[Any]]]:
         HTTPException: _handle_http,
         psycopg.OperationalError: _handle_database_unavailable,
         PoolTimeout: _handle_database_unavailable,
+        # The same failures on the event store's connections (replays), as the library wraps them.
+        eventsourcing.persistence.OperationalError: _handle_database_unavailable,
+        eventsourcing.persistence.InterfaceError: _handle_database_unavailable,
         Exception: _handle_unexpected,
     }

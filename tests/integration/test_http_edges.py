@@ -8,6 +8,7 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
+import eventsourcing.persistence
 import psycopg
 import pytest
 from litestar.testing import TestClient
@@ -194,20 +195,31 @@ def test_a_503_is_logged_with_its_traceback_and_request_id(
 class _DroppedConnectionResolver:
     """A key resolver whose pooled connection the server closed (as after a restart)."""
 
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
     def resolve_cached(self, presented: str) -> Any:
         return False
 
     def resolve(self, presented: str) -> Any:
-        raise psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly")
+        raise self.error
 
 
+_DROPPED = "consuming input failed: server closed the connection unexpectedly"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [psycopg.OperationalError(_DROPPED), eventsourcing.persistence.OperationalError(_DROPPED)],
+    ids=["psycopg", "event-store"],
+)
 def test_a_database_connection_dropped_under_a_request_is_answered_503_unavailable_not_500(
-    api_settings: Any, database_url: str, redis_url: str, merchant_headers: dict[str, str]
+    api_settings: Any, database_url: str, redis_url: str, merchant_headers: dict[str, str], error: Exception
 ) -> None:
     app = create_app(api_settings, database_url, redis_url)
     with TestClient(app, raise_server_exceptions=False) as dropped:
         resolver = app.state.key_resolver
-        app.state.key_resolver = _DroppedConnectionResolver()
+        app.state.key_resolver = _DroppedConnectionResolver(error)
         headers = {**merchant_headers, "Idempotency-Key": f"dropped-{uuid.uuid4().hex}"}
         first = dropped.post(f"/v1/inventory/{SKU}/receipts", json={"quantity": 1}, headers=headers)
         app.state.key_resolver = resolver
