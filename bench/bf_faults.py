@@ -19,7 +19,7 @@ import psycopg
 
 from bench.bf_servers import Part, Postgres, Proxy, Redis
 
-API_CHILD = "kill -9 one API process (uvicorn restarts it)"
+API_CHILD = "kill -9 one API process (its server starts it again)"
 API_ALL = "kill -9 the whole daybook api (the supervisor restarts it)"
 WORKER = "kill -9 daybook worker (dramatiq, every process)"
 PROJECTIONS = "kill -9 daybook projections"
