@@ -13,8 +13,10 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
+from adapters import audit_store
 from api.app import create_app
 from domain.groupcommit import OverloadedError
+from tests.integration.conftest import create_merchant
 
 SKU = "EDGE-1"
 
@@ -228,3 +230,22 @@ def test_a_database_connection_dropped_under_a_request_is_answered_503_unavailab
     assert first.json()["code"] == "unavailable"
     assert first.headers["Retry-After"] == "1"
     assert retry.status_code == 201, retry.text
+
+
+def test_an_ndjson_export_whose_first_page_meets_a_dropped_connection_is_503_not_500(
+    api_settings: Any, database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = create_app(api_settings, database_url, redis_url)
+    with TestClient(app, raise_server_exceptions=False) as dropped:
+        auditor = {"Authorization": f"Bearer {create_merchant(dropped, 'Export')['auditor_key']}"}
+        ndjson = {**auditor, "Accept": "application/x-ndjson"}
+        whole = dropped.get("/v1/audit/events", headers=ndjson)
+
+        def dropped_connection(*args: Any, **kwargs: Any) -> Any:
+            raise psycopg.OperationalError(_DROPPED)
+
+        monkeypatch.setattr(audit_store, "event_rows", dropped_connection)
+        failed = dropped.get("/v1/audit/events", headers=ndjson)
+    assert whole.status_code == 200, whole.text
+    assert failed.status_code == 503, failed.text
+    assert failed.json()["code"] == "unavailable"
