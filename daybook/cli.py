@@ -130,6 +130,9 @@ def serve_with_granian(settings: Settings, host: str, port: int) -> None:
         log_level=log_level,
         log_access=False,
         workers_kill_timeout=GRACEFUL_SHUTDOWN_S,
+        # A process that dies (kill -9, OOM) is started again; without this granian stops
+        # every other process with it and the whole API is down until its supervisor acts.
+        respawn_failed_workers=True,
     ).serve()
 
 
