@@ -7,13 +7,14 @@ drift, the inbox backlog — is read at scrape time instead (``api/scrape.py``).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
 
-from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Counter, Gauge, Histogram
+from psycopg_pool import ConnectionPool
+
+log = logging.getLogger(__name__)
 
 BATCH_SIZE = Histogram(
     "daybook_batch_size",
@@ -51,6 +52,42 @@ def batch_observer(queue_depth: Callable[[], int]) -> Callable[[int, float, int]
     return observe
 
 
+POOL_CONNECTIONS = Gauge(
+    "daybook_database_pool_connections",
+    "Connections of an API database pool: open (held by the pool), in_use (lent out), size_max",
+    ["pool", "state"],
+    multiprocess_mode="livesum",
+)
+POOL_REQUESTS_WAITING = Gauge(
+    "daybook_database_pool_requests_waiting",
+    "Requests waiting for a connection of an API database pool",
+    ["pool"],
+    multiprocess_mode="livesum",
+)
+POOL_OBSERVE_INTERVAL_S = 1.0
+
+
+def observe_pools(pools: Mapping[str, ConnectionPool]) -> None:
+    """Sets the pool gauges from each pool's statistics (kept by psycopg_pool, cheap to read)."""
+    for name, pool in pools.items():
+        stats = pool.get_stats()
+        size, available = stats.get("pool_size", 0), stats.get("pool_available", 0)
+        POOL_CONNECTIONS.labels(name, "open").set(size)
+        POOL_CONNECTIONS.labels(name, "in_use").set(size - available)
+        POOL_CONNECTIONS.labels(name, "size_max").set(pool.max_size)
+        POOL_REQUESTS_WAITING.labels(name).set(stats.get("requests_waiting", 0))
+
+
+async def observe_pools_forever(pools: Mapping[str, ConnectionPool]) -> None:
+    """:func:`observe_pools` every second (a gauge set in one process is summed across processes)."""
+    while True:
+        try:
+            observe_pools(pools)
+        except Exception:
+            log.exception("observing the database pools failed")
+        await asyncio.sleep(POOL_OBSERVE_INTERVAL_S)
+
+
 REQUEST_SECONDS = Histogram(
     "daybook_request_duration_seconds",
     "HTTP request latency by method, route and status",
@@ -58,44 +95,3 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 REQUESTS_IN_PROGRESS = Gauge("daybook_requests_in_progress", "HTTP requests being served", multiprocess_mode="livesum")
-
-
-class RequestMetricsMiddleware:
-    """Request count and latency per route template and the status actually sent.
-
-    Litestar's Prometheus middleware measured at ~20 % of the API's CPU under load (four
-    labelled metrics resolved per request); this one observes one histogram (its
-    ``_count`` is the request counter) through a cache of label children. It wraps the
-    whole application (``Litestar.asgi_handler``), outside routing and the exception
-    handlers, so it sees every answer as sent: 401s raised by authentication, 404s and
-    405s of the router, problems of every kind. Should nothing be sent at all, the server
-    answers 500, which is what is counted.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self._children: dict[tuple[str, str, int], Any] = {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_note_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        REQUESTS_IN_PROGRESS.inc()
-        try:
-            await self.app(scope, receive, send_and_note_status)
-        finally:
-            REQUESTS_IN_PROGRESS.dec()
-            key = (scope["method"], scope.get("path_template") or "unmatched", status)
-            child = self._children.get(key)
-            if child is None:
-                child = self._children.setdefault(key, REQUEST_SECONDS.labels(*key))
-            child.observe(time.perf_counter() - started)

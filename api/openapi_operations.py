@@ -290,6 +290,26 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "get",
+        "/v1/events/stream",
+        "streamEvents",
+        "The merchant's events as Server-Sent Events (`id` = position, `event` = type, `data` = audit event)",
+        "events",
+        MERCHANTS,
+        200,
+        None,
+        params=(
+            Param(
+                "Last-Event-ID",
+                "header",
+                {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                "Resume right after this position (0: from the first event); without it, from the live head.",
+            ),
+        ),
+        problems={503: ("overloaded",)},
+        response_media_type="text/event-stream",
+    ),
+    Operation(
+        "get",
         "/v1/payments/{payment_id}",
         "getPayment",
         "A payment (created by webhooks only)",

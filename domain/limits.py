@@ -85,6 +85,12 @@ SNAPSHOT_WRITE_BATCH_SIZE_MAX: Final = 100
 SNAPSHOT_CLOSE_TIMEOUT_SECONDS: Final = 5.0
 """How long closing the application waits for its queued snapshots to be written."""
 
+# The audit log of operator and security actions (domain/audit/).
+AUDIT_REASON_LENGTH_MAX: Final = 1_000
+"""A parked row's reason as the audit log keeps it (the inbox keeps as much)."""
+AUDIT_ROWS_PER_EVENT_MAX: Final = 1_000
+"""Inbox rows named by one audit event: a larger park or re-drive is several events."""
+
 assert HOLD_SECONDS_MIN <= HOLD_SECONDS_DEFAULT <= HOLD_SECONDS_MAX
 assert 1 <= LINES_MIN <= LINES_MAX
 assert 1 <= LINE_QUANTITY_MIN <= LINE_QUANTITY_MAX

@@ -16,6 +16,7 @@ from adapters.database import eventsourcing_env
 from adapters.settings import Settings
 from api.app import create_app
 from domain.application import Daybook
+from domain.context import CommandContext
 from projections.audit_digests import DigestSigner
 from projections.registry import every_projection
 from projections.runner import ProjectionRunner
@@ -23,11 +24,16 @@ from projections.runner import ProjectionRunner
 ADMIN_KEY = "dbk_admin_test_key_for_the_suite"
 SIGNING_KEY = Ed25519PrivateKey.generate()
 """The audit digests' key of the in-process projection runner."""
+OPERATOR = CommandContext(actor="operator:test", request_id="test")
+"""The audit context of operator actions the tests take without the API."""
 
 
 @pytest.fixture(scope="session")
 def api_settings(settings: Settings) -> Settings:
-    return replace(settings, admin_key=ADMIN_KEY)
+    # The apps served in the test process stay out of committer routing: they would join
+    # the partition directory of the `daybook api` processes some tests start on the same
+    # database, and be forwarded commands on a loop that the test thread drives.
+    return replace(settings, admin_key=ADMIN_KEY, committer_routing=False)
 
 
 @pytest.fixture(scope="session")

@@ -168,7 +168,19 @@ def test_the_digest_signs_the_last_chained_position_and_hash_with_the_published_
     assert signature_holds(
         digest["public_key"], digest["signature"], merchant["merchant_id"], last["position"], last["hash"]
     )
-    assert client.get("/v1/audit/digest", headers=auditor(create_merchant(client, "New"))).status_code == 404
+
+
+def test_a_merchant_without_a_digest_gets_404(client: TestClient[Any], own_database: str) -> None:
+    merchant = create_merchant(client, "Undigested")  # its audit log's first events are chained, then signed
+    wait_for(
+        lambda: client.get("/v1/audit/digest", headers=auditor(merchant)).status_code == 200,
+        timeout_s=20,
+        what="the first digest",
+    )
+    with psycopg.connect(own_database) as conn:
+        conn.execute("DELETE FROM audit_digests WHERE merchant_id = %s", (merchant["merchant_id"],))
+    answer = client.get("/v1/audit/digest", headers=auditor(merchant))
+    assert (answer.status_code, answer.json()["code"]) == (404, "not_found")
 
 
 def test_verify_and_the_offline_verify_of_an_export_both_report_a_changed_byte_at_its_position(
