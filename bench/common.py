@@ -9,7 +9,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +19,11 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from adapters.database import eventsourcing_env
 from adapters.migrate import migrate
+from adapters.settings import Settings
 from daybook.embedded import embedded_servers
+from domain.application import Daybook
 
 BENCH_HOME = Path(".daybook/bench")
 ADMIN_KEY = "dbk_admin_bench_key"
@@ -130,3 +134,44 @@ def create_merchant(base_url: str) -> dict[str, str]:
     response.raise_for_status()
     created: dict[str, str] = response.json()
     return created
+
+
+def check_replayed(database_url: str, merchant_id: uuid.UUID, held_by_sku: Counter[str]) -> str:
+    """Replays every ordered SKU from its events: reserved must equal the acknowledged holds."""
+    app = Daybook(env=eventsourcing_env(database_url, Settings()))
+    try:
+        for sku, held in held_by_sku.items():
+            level = app.get_inventory_level(merchant_id, sku)
+            if level.reserved != held or level.reserved > level.on_hand:
+                found = f"reserved {level.reserved}, acknowledged {held}, on hand {level.on_hand}"
+                return f"OVERSOLD/MISMATCH {sku}: {found}"
+        return f"no oversell: reserved == acknowledged holds on {len(held_by_sku)} SKU(s)"
+    finally:
+        app.close()
+
+
+def check_replayed_total(
+    database_url: str, merchant_id: uuid.UUID, skus: Iterable[str], acknowledged: int, unanswered_max: int = 0
+) -> str:
+    """Replays every SKU from its events: none holds more than it has, and together they
+    hold the acknowledged one-unit orders, plus at most ``unanswered_max`` more: orders
+    committed while their client was going away (a load generator stopping closes its
+    connections with requests in flight), for loads that do not know which SKU each
+    answer was for."""
+    app = Daybook(env=eventsourcing_env(database_url, Settings()))
+    try:
+        reserved, count = 0, 0
+        for sku in skus:
+            level = app.get_inventory_level(merchant_id, sku)
+            if level.reserved > level.on_hand:
+                return f"OVERSOLD {sku}: reserved {level.reserved}, on hand {level.on_hand}"
+            reserved, count = reserved + level.reserved, count + 1
+        unanswered = reserved - acknowledged
+        if not 0 <= unanswered <= unanswered_max:
+            return f"MISMATCH: {count} SKU(s) hold {reserved} units, {acknowledged} orders acknowledged"
+        return (
+            f"no oversell: {count} SKU(s) hold {reserved:,} units = {acknowledged:,} acknowledged orders"
+            f" + {unanswered} committed as the load stopped (at most {unanswered_max})"
+        )
+    finally:
+        app.close()

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adapters.database import eventsourcing_env
 from adapters.runtime import tune_gc
 from adapters.settings import Settings
-from bench.common import Figures, api_process, bench_servers, create_merchant
+from bench.common import Figures, api_process, bench_servers, check_replayed, create_merchant
 from domain.application import Daybook
 from domain.commands import PlaceOrder, ReceiveStock
 from domain.context import CommandContext
@@ -46,20 +46,6 @@ STOCK = 1_000_000_000
 CONTEXT = CommandContext(actor="bench", request_id="bench")
 LINE = (OrderLine("HOT-1", 1, Money(500, "EUR")),)
 ORDER_BODY = '{"lines":[{"sku":"{sku}","quantity":1,"unit_price":{"amount":500,"currency":"EUR"}}],"currency":"EUR"}'
-
-
-def check_replayed(database_url: str, merchant_id: uuid.UUID, held_by_sku: Counter[str]) -> str:
-    """Replays every ordered SKU from its events: reserved must equal the acknowledged holds."""
-    app = Daybook(env=eventsourcing_env(database_url, Settings()))
-    try:
-        for sku, held in held_by_sku.items():
-            level = app.get_inventory_level(merchant_id, sku)
-            if level.reserved != held or level.reserved > level.on_hand:
-                found = f"reserved {level.reserved}, acknowledged {held}, on hand {level.on_hand}"
-                return f"OVERSOLD/MISMATCH {sku}: {found}"
-        return f"no oversell: reserved == acknowledged holds on {len(held_by_sku)} SKU(s)"
-    finally:
-        app.close()
 
 
 def naive(database_url: str, seconds: float, threads: int) -> Figures:

@@ -2,7 +2,8 @@
 
 Until the service is ready (the API listens), a child that exits is a failed start: the
 supervisor stops the others and returns 1, rather than restarting a child that cannot
-start (a port in use) in a loop. Once ready, a child that dies is reported and restarted
+start (a port in use) in a loop. Once ready, a child that dies is reported, what it left
+running in its process group is killed, and it is restarted
 (with backoff; a child that keeps dying stops the whole service rather than flapping
 forever). SIGINT/SIGTERM stop every child: one SIGTERM to its main process, which stops
 its own workers (uvicorn and dramatiq forward it; a second signal would make dramatiq
@@ -122,6 +123,9 @@ class Supervisor:
             if code is None:
                 continue
             log.error("%s exited with code %s; restarting", child.name, code)
+            # What it started and left behind goes with it (a server's worker process would
+            # otherwise keep the port, and its own committer, after its parent was killed).
+            _signal_group(child.process, signal.SIGKILL)
             child.process = None
             child.restarts = [t for t in child.restarts if now - t < RESTART_WINDOW_S] + [now]
             if len(child.restarts) > RESTARTS_MAX_PER_WINDOW:

@@ -17,7 +17,8 @@ from typing import Any, Generic, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent, Repository
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Aggregate, BaseAggregate
+from eventsourcing.persistence import Recording
 from eventsourcing.popo import POPOApplicationRecorder
 from eventsourcing.utils import strtobool
 
@@ -105,6 +106,29 @@ class Daybook(Application[UUID]):
             raise ValueError(msg)
         interval = self.env.get(self.SNAPSHOT_INTERVAL_EVENTS)
         return Snapshotting(self.mapper, recorder, self.recorder, interval_events=int(interval) if interval else None)
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """The library's ``save``, collecting an aggregate's events without its Protocol checks.
+
+        ``ProcessingEvent.collect_events`` asks ``isinstance`` of two runtime-checkable
+        Protocols for every object; those checks walk the Protocol's members each time
+        and were 3.4 % of the API process's GIL time on the order path (the committer
+        saves a batch's aggregates in one call). An aggregate is recognised by its
+        class instead; anything else (a bare event) goes through the library.
+        """
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        for obj in objs:
+            if isinstance(obj, BaseAggregate):
+                processing_event.events.extend(obj.collect_events())
+                processing_event.aggregates[obj.id] = obj
+            elif obj is not None:
+                processing_event.collect_events(obj)
+        processing_event.saved_kwargs.update(kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        self.notify(processing_event.events)  # the library's deprecated hook, as its save calls it
+        return recordings
 
     def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
         # Called by Application.save once the events are committed: the aggregates hold

@@ -6,7 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath
 
 from api import read_store
 from api.auth import merchant_only, merchant_or_auditor
@@ -34,9 +34,7 @@ class InventoryController(Controller):
     middleware = [IdempotencyMiddleware]
 
     @post("/{sku:str}/receipts", operation_id="receiveStock", status_code=201, guards=[merchant_only])
-    async def receive(
-        self, request: Request[Any, Any, Any], sku: FromPath[str], data: JSONBody[ReceiptCreate]
-    ) -> Response[LevelRead]:
+    async def receive(self, request: Request[Any, Any, Any], sku: FromPath[str]) -> Response[LevelRead]:
         """Records units received; creates the SKU on its first receipt."""
         data = await strict_body(request, ReceiptCreate)
         command = ReceiveStock(context_of(request), merchant_of(request), check_sku(sku), data.quantity, data.reference)
@@ -49,9 +47,7 @@ class InventoryController(Controller):
         status_code=201,
         guards=[merchant_only],
     )
-    async def adjust(
-        self, request: Request[Any, Any, Any], sku: FromPath[str], data: JSONBody[AdjustmentCreate]
-    ) -> Response[LevelRead]:
+    async def adjust(self, request: Request[Any, Any, Any], sku: FromPath[str]) -> Response[LevelRead]:
         """Corrects on-hand stock; never below what is reserved (409 ``insufficient_stock``)."""
         data = await strict_body(request, AdjustmentCreate)
         command = AdjustStock(context_of(request), merchant_of(request), check_sku(sku), data.delta, data.reason)

@@ -78,7 +78,8 @@ class Mismatch:
 class ChainVerifier:
     """Checks events one at a time, in order, as a chain (an export, a window of the store).
 
-    Each event is a mapping in the audit event shape, hash fields included. The verifier
+    Each event is a mapping in the audit event shape, hash fields included (or, where the
+    store could not give the event, its position, chain fields and an ``error``). The verifier
     recomputes each hash from the event's content and checks it against the event's own
     ``hash``, and each ``prev_hash`` against the hash before it (``start_hash`` for the
     first). It stops at the first failure: later events cannot be trusted once the chain
@@ -94,6 +95,7 @@ class ChainVerifier:
     def __init__(self, start_hash: str = GENESIS_HASH, start_position: int = 0) -> None:
         self.last_position = start_position
         self.last_hash = start_hash
+        self._last_bytes = bytes.fromhex(start_hash)
         self.events_checked = 0
         self.mismatch: Mismatch | None = None
 
@@ -118,26 +120,43 @@ class ChainVerifier:
         """
         if self.mismatch is not None:
             return self.mismatch
-        problem = _shape_problem(event)
+        stated_error = event.get("error")
+        problem = stated_error if isinstance(stated_error, str) else _shape_problem(event)
         if problem is not None:
             stated = event.get("position")
             where = stated if isinstance(stated, int) and _is_position(stated) else self.last_position
             return self.fail(where, problem)
-        position = event["position"]
+        body = canonical_body if canonical_body is not None else canonical_json(event_body(event))
+        return self.check_parts(event["position"], event["prev_hash"], event["hash"], body)
+
+    def check_parts(
+        self, position: int, prev_hash: object, stated_hash: object, canonical_body: bytes
+    ) -> Mismatch | None:
+        """:meth:`check` for an event already taken apart: its position, chain fields and canonical body.
+
+        ``position`` must be an ``int``; the chain fields may be anything (a value that is
+        not the expected hash is a mismatch like any other).
+        """
+        if self.mismatch is not None:
+            return self.mismatch
         if position <= self.last_position:
             return self.fail(position, f"position {position} does not come after position {self.last_position}")
-        if event["prev_hash"] != self.last_hash:
+        if prev_hash != self.last_hash:
             return self.fail(
                 position,
                 "prev_hash is not the hash of the event before it (an event is missing, added, moved or changed)",
             )
-        body = canonical_body if canonical_body is not None else canonical_json(event_body(event))
-        if chain_hash(self.last_hash, body) != event["hash"]:
+        digest = hashlib.sha256(self._last_bytes + canonical_body).digest()
+        if digest.hex() != stated_hash:
             return self.fail(position, "hash does not match the event's content (the event was changed)")
         self.last_position = position
-        self.last_hash = event["hash"]
+        self.last_hash = stated_hash
+        self._last_bytes = digest
         self.events_checked += 1
         return None
+
+
+_REQUIRED: Final = frozenset(REQUIRED_FIELDS)
 
 
 def _is_position(value: object) -> bool:
@@ -145,11 +164,9 @@ def _is_position(value: object) -> bool:
 
 
 def _shape_problem(event: Mapping[str, Any]) -> str | None:
-    missing = [name for name in REQUIRED_FIELDS if name not in event]
-    if missing:
-        return f"missing field(s): {', '.join(missing)}"
+    # The chain fields need no format check: anything but the expected hash is a mismatch.
+    if not event.keys() >= _REQUIRED:
+        return f"missing field(s): {', '.join(name for name in REQUIRED_FIELDS if name not in event)}"
     if not _is_position(event["position"]):
         return "position is not a positive integer"
-    if not is_hash(event["hash"]) or not is_hash(event["prev_hash"]):
-        return "hash or prev_hash is not 64 lower-case hex digits"
     return None

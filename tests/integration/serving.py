@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -144,6 +145,7 @@ class ApiProcess:
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # its server's worker processes are in its group
             )
         wait_for(self._up, timeout_s=30, what=f"daybook api to answer (log: {log_path})")
 
@@ -174,11 +176,15 @@ class ApiProcess:
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                self._kill_group()
                 self.process.wait(timeout=5)
+        self._kill_group()
 
     def kill(self) -> None:
-        """``kill -9``: no shutdown hook runs, in-flight batches die mid-way."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+        """``kill -9`` of the API and its server's workers: no shutdown hook runs, in-flight batches die mid-way."""
+        self._kill_group()
         self.process.wait(timeout=10)
+
+    def _kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)

@@ -156,9 +156,18 @@ def test_a_child_that_dies_is_restarted_by_the_supervisor(served: ServeProcess) 
         except httpx.HTTPError:
             return False
 
+    def restarted() -> bool:
+        return "api exited with code -9; restarting" in served.log_path.read_text()
+
+    # Its server's worker process dies with it (the supervisor kills the group), so what
+    # answers afterwards is the restarted child.
+    wait_for(restarted, timeout_s=30, what="the supervisor to see the API child die")
     wait_for(api_is_back, timeout_s=30, what="the API child to be restarted")
-    log = served.log_path.read_text()
-    assert "api exited with code -9; restarting" in log
+    now = subprocess.run(
+        ["pgrep", "-P", str(served.process.pid), "-f", "daybook api"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert len(now) == 1
+    assert now != children
 
 
 # Issue 11, items 13 and 14.
@@ -171,7 +180,7 @@ def _lines(text: str, needle: str) -> list[int]:
 def test_serving_on_is_printed_only_once_the_api_listens(served: ServeProcess) -> None:
     log = served.log_path.read_text()
     [serving, *_] = _lines(log, "Daybook is serving on")
-    listening = _lines(log, "Uvicorn running on")
+    listening = _lines(log, "Listening at: http://")  # granian's line once it listens
     assert listening, log[-2000:]
     assert listening[0] < serving
 
@@ -182,7 +191,7 @@ def test_ctrl_c_stops_the_children_gracefully_before_the_embedded_servers(served
     log = "\n".join(served.log_path.read_text().splitlines()[offset:])
     assert "CRITICAL" not in log, log[-4000:]
     assert "Killing worker process" not in log  # dramatiq's answer to a second SIGTERM
-    # Graceful: uvicorn re-raises the SIGTERM it handled (-15); dramatiq exits 0 unless it
+    # Graceful: granian exits 0 (uvicorn re-raises the SIGTERM it handled: -15); dramatiq exits 0 unless it
     # had to kill a worker process mid-message (3); nothing needed SIGKILL (-9).
     graceful = {"api": (0, -15), "worker": (0,), "projections": (0,)}
     for child, codes in graceful.items():
