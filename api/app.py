@@ -17,7 +17,7 @@ from adapters.broker import make_broker
 from adapters.committers import start_routing
 from adapters.database import READER_ROLE, connection_pool, eventsourcing_env
 from adapters.logs import configure_logging
-from adapters.runtime import tune_gc
+from adapters.runtime import die_with_server_parent, tune_gc
 from adapters.settings import Settings
 from api.auth import ApiKeyAuthentication, KeyResolver
 from api.controllers.admin import AdminController
@@ -33,7 +33,7 @@ from api.live_feed import FeedHub
 from api.maintenance import maintain_idempotency_partitions_forever
 from api.media_types import JsonBodyMiddleware
 from api.methods import allow_headers
-from api.metrics import batch_observer
+from api.metrics import batch_observer, observe_pools_forever
 from api.openapi import OpenAPIController
 from api.problems import exception_handlers
 from api.rate_limit import SharedRateLimiter
@@ -111,9 +111,13 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             feed_slots=feed_slots,
         )
         housekeeping = asyncio.get_running_loop().create_task(maintain_idempotency_partitions_forever(app.state))
+        pools_observed = asyncio.get_running_loop().create_task(
+            observe_pools_forever({"api": pool, "api-read": read_pool})
+        )
         try:
             yield
         finally:
+            pools_observed.cancel()
             housekeeping.cancel()
             feed_hub.stop()
             await feed_slots.close()
@@ -160,7 +164,8 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
 
 
 def create_app_from_env() -> Litestar:
-    """Uvicorn factory: reads settings and server URLs from the environment."""
+    """The servers' factory: reads settings and server URLs from the environment."""
+    die_with_server_parent()
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     if not settings.database_url or not settings.redis_url:

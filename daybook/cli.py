@@ -19,6 +19,7 @@ from adapters.broker import make_broker
 from adapters.database import connection_pool, eventsourcing_env
 from adapters.logs import configure_logging
 from adapters.migrate import migrate as apply_migrations
+from adapters.runtime import SERVER_PARENT_PID_VARIABLE
 from adapters.settings import Settings, SettingsError
 from api.scrape import MULTIPROCESS_DIR_VARIABLE
 from daybook.audit_cli import audit
@@ -88,6 +89,7 @@ def api(host: str | None, port: int | None) -> None:
         # Each scrape reaches one process: they must count together to be right.
         os.environ[MULTIPROCESS_DIR_VARIABLE] = tempfile.mkdtemp(prefix="daybook-metrics-")
     host, port = host or settings.host, port or settings.port
+    os.environ[SERVER_PARENT_PID_VARIABLE] = str(os.getpid())  # its server's workers die with it
     if settings.api_server == "uvicorn":
         uvicorn.run(
             APP_FACTORY,
@@ -128,6 +130,9 @@ def serve_with_granian(settings: Settings, host: str, port: int) -> None:
         log_level=log_level,
         log_access=False,
         workers_kill_timeout=GRACEFUL_SHUTDOWN_S,
+        # A process that dies (kill -9, OOM) is started again; without this granian stops
+        # every other process with it and the whole API is down until its supervisor acts.
+        respawn_failed_workers=True,
     ).serve()
 
 

@@ -78,7 +78,11 @@ class AuditController(Controller):
         await wait_for_position(request.app.state, request.headers.get(HEADER), PROJECTIONS)
         if ndjson:
             total = None if raw_limit is None else page_size
-            return Stream(_ndjson(request, merchant_id, after, trace, total), media_type=NDJSON)
+            lines = _ndjson(request, merchant_id, after, trace, total)
+            # The first page is read before the answer starts: a database that fails it is
+            # answered 503 like any request (once streaming, a failure can only cut the body).
+            first = await anext(lines, None)
+            return Stream(_prefixed(first, lines), media_type=NDJSON)
         events = await anyio.to_thread.run_sync(_page, request, merchant_id, after, trace, page_size + 1)
         more = len(events) > page_size
         events = events[:page_size]
@@ -152,6 +156,15 @@ def _page(
     with merchant_rows(state.read_pool, merchant_id) as conn:
         rows = audit_store.event_rows(conn, after, limit, request_id=trace[0], causation_id=trace[1])
     return [audit_store.exported(state.daybook.mapper, row) for row in rows]
+
+
+async def _prefixed(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``first``, then the rest of the stream it came from (nothing when it was empty)."""
+    if first is None:
+        return
+    yield first
+    async for lines in rest:
+        yield lines
 
 
 async def _ndjson(

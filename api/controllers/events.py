@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import anyio.to_thread
 from litestar import Controller, Request, get
 from litestar.response import Stream
@@ -108,7 +109,9 @@ class _Feed:
             CONNECTIONS.dec()
             if subscriber is not None:
                 self._hub.unsubscribe(subscriber)
-            await self._state.feed_slots.give_back(self._merchant_id, self._slot)
+            # The stream is being cancelled when its client left: give the slot back anyway.
+            with anyio.CancelScope(shield=True):
+                await self._state.feed_slots.give_back(self._merchant_id, self._slot)
 
     async def _catch_up(self) -> AsyncIterator[bytes]:
         """The merchant's chained events after ``_sent`` up to the hub's cursor, from the database."""

@@ -30,7 +30,10 @@ OPERATOR = CommandContext(actor="operator:test", request_id="test")
 
 @pytest.fixture(scope="session")
 def api_settings(settings: Settings) -> Settings:
-    return replace(settings, admin_key=ADMIN_KEY)
+    # The apps served in the test process stay out of committer routing: they would join
+    # the partition directory of the `daybook api` processes some tests start on the same
+    # database, and be forwarded commands on a loop that the test thread drives.
+    return replace(settings, admin_key=ADMIN_KEY, committer_routing=False)
 
 
 @pytest.fixture(scope="session")
