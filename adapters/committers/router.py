@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -46,6 +47,10 @@ PEERS_MAX = 256
 """Connections to other processes kept at most (the least recently used is closed)."""
 
 
+def _ignore(_: str) -> None:
+    pass
+
+
 def _outcome(answer: wire.Answer, command: Command[R], *, maybe_sent: bool) -> CommandOutcome[R]:
     """The outcome an owner answered, or the error it answered, raised."""
     if answer.status == wire.OK:
@@ -67,13 +72,19 @@ class CommandRouter:
         *,
         deadline_seconds: float = 10.0,
         in_flight_max: int = 10_000,
+        on_route: Callable[[str], None] | None = None,
     ) -> None:
-        """Routes over ``ownership``'s partitions; forwards wait at most ``deadline_seconds``."""
+        """Routes over ``ownership``'s partitions; forwards wait at most ``deadline_seconds``.
+
+        ``on_route`` is told where each command went: ``local``, ``forwarded``, ``moved``
+        (an owner refused it) or ``resent`` (sent again after a lost answer).
+        """
         self.committer = committer
         self.ownership = ownership
         self.partitions = ownership.partitions
         self.deadline_seconds = deadline_seconds
         self.in_flight_max = in_flight_max
+        self._on_route = on_route or _ignore
         self._peers: dict[str, PeerConnection] = {}
         self.forwarded_total = 0
         self.local_total = 0
@@ -123,13 +134,16 @@ class CommandRouter:
                     msg = f"partition {partition}: the owner's answer was lost ({lost})"
                     raise CommitOutcomeUnknownError(msg) from lost
                 maybe_sent = True
+                self._on_route("resent")
                 await self._wait_for_owner(partition, owner.address, deadline - loop.time())
                 continue
             if answer.status == wire.MOVED:
                 self.redirects_total += 1
+                self._on_route("moved")
                 await self._wait_for_owner(partition, owner.address, deadline - loop.time())
                 continue
             self.forwarded_total += 1
+            self._on_route("forwarded")
             return _outcome(answer, command, maybe_sent=maybe_sent)
 
     async def _run_here(self, partition: int, command: Command[R]) -> CommandOutcome[R] | None:
@@ -142,6 +156,7 @@ class CommandRouter:
             if partition not in self.ownership.owned:
                 return None
             self.local_total += 1
+            self._on_route("local")
             return await self.committer.submit_async(command)
         finally:
             in_flight[partition] -= 1
