@@ -135,7 +135,11 @@ class CommandRouter:
                     raise CommitOutcomeUnknownError(msg) from lost
                 maybe_sent = True
                 self._on_route("resent")
-                await self._wait_for_owner(partition, owner.address, deadline - loop.time())
+                # A connection that ended is forgotten; one that is only slow keeps serving
+                # the other commands waiting on it.
+                await self._wait_for_owner(
+                    partition, owner.address, deadline - loop.time(), close=isinstance(lost, PeerLostError)
+                )
                 continue
             if answer.status == wire.MOVED:
                 self.redirects_total += 1
@@ -185,11 +189,13 @@ class CommandRouter:
         finally:
             in_flight[partition] -= 1
 
-    async def _wait_for_owner(self, partition: int, unreachable: str | None, remaining_seconds: float) -> None:
+    async def _wait_for_owner(
+        self, partition: int, unreachable: str | None, remaining_seconds: float, *, close: bool = True
+    ) -> None:
         """Forgets an owner that could not be reached and waits for the ownership thread's next tick."""
         if remaining_seconds <= 0:
             return
-        if unreachable is not None:
+        if unreachable is not None and close:
             peer = self._peers.pop(unreachable, None)
             if peer is not None and unreachable != self.ownership.address:
                 await peer.close()
