@@ -29,7 +29,7 @@ from uuid import UUID
 
 from adapters.committers import wire
 from adapters.committers.ownership import PartitionOwnership
-from adapters.committers.peer import PeerConnection, PeerLostError, PeerUnreachableError
+from adapters.committers.peer import PeerBusyError, PeerConnection, PeerLostError, PeerUnreachableError
 from domain.commands.routing import is_retry_safe, partition_of, partition_of_id
 from domain.errors import OrderAlreadyExistsError
 from domain.groupcommit import (
@@ -125,6 +125,8 @@ class CommandRouter:
                 continue
             try:
                 answer = await self._peer(owner.address).call(partition, owner.epoch, command, remaining)
+            except PeerBusyError:
+                continue  # not sent, and the deadline has passed: answered above
             except PeerUnreachableError:
                 await self._wait_for_owner(partition, owner.address, deadline - loop.time())
                 continue
