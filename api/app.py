@@ -33,7 +33,7 @@ from api.live_feed import FeedHub
 from api.maintenance import maintain_idempotency_partitions_forever
 from api.media_types import JsonBodyMiddleware
 from api.methods import allow_headers
-from api.metrics import batch_observer, observe_pools_forever
+from api.metrics import PARTITIONS_OWNED, batch_observer, observe_pools_forever, route_observer
 from api.openapi import OpenAPIController
 from api.problems import exception_handlers
 from api.rate_limit import SharedRateLimiter
@@ -84,7 +84,11 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
         )
         committer.start()
         # Several processes: each command runs in the one committer owning its partition.
-        routing = await start_routing(settings, database_url, committer) if settings.committer_routing else None
+        routing = None
+        if settings.committer_routing:
+            routing = await start_routing(
+                settings, database_url, committer, on_route=route_observer(), on_tick=PARTITIONS_OWNED.set
+            )
         broker = make_broker(redis_url)
         inbox_writer = InboxWriter(database_url, settings, redis_url, broker)
         await inbox_writer.start()

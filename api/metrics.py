@@ -30,6 +30,15 @@ BATCH_CONFLICT_RETRIES = Counter("daybook_batch_conflict_retries_total", "Batche
 QUEUE_DEPTH = Gauge(
     "daybook_command_queue_depth", "Commands waiting for the group committer", multiprocess_mode="livesum"
 )
+COMMANDS_ROUTED = Counter(
+    "daybook_commands_routed_total",
+    "Commands by where they ran: local (this process owns the partition), forwarded (to its owner), "
+    "moved (an owner refused a stale epoch), resent (sent again after a lost answer)",
+    ["route"],
+)
+PARTITIONS_OWNED = Gauge(
+    "daybook_committer_partitions_owned", "Committer partitions this process owns", multiprocess_mode="livesum"
+)
 WEBHOOK_OUTCOMES = Counter(
     "daybook_webhooks_total", "Webhook deliveries by gateway and outcome", ["gateway", "outcome"]
 )
@@ -86,6 +95,12 @@ async def observe_pools_forever(pools: Mapping[str, ConnectionPool]) -> None:
         except Exception:
             log.exception("observing the database pools failed")
         await asyncio.sleep(POOL_OBSERVE_INTERVAL_S)
+
+
+def route_observer() -> Callable[[str], None]:
+    """A ``CommandRouter(on_route=...)`` hook counting where commands ran."""
+    children = {route: COMMANDS_ROUTED.labels(route) for route in ("local", "forwarded", "moved", "resent")}
+    return lambda route: children[route].inc()
 
 
 REQUEST_SECONDS = Histogram(

@@ -154,14 +154,15 @@ def phase(
         if clients.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError("the clients did not connect")
         time.sleep(0.1)
-    watched = {"api": psutil.Process(api_pid), "projections": psutil.Process(projections.pid)}
-    watched["clients"] = psutil.Process(clients.pid)
-    cpu_before = {part: sum(process.cpu_times()[:2]) for part, process in watched.items()}
+    api = psutil.Process(api_pid)
+    watched = {"api": [api, *api.children(recursive=True)], "projections": [psutil.Process(projections.pid)]}
+    watched["clients"] = [psutil.Process(clients.pid)]
+    cpu_before = {part: _cpu(processes) for part, processes in watched.items()}
     started = time.monotonic()
     placed = write(daybook, merchants, load["seconds"], load["rate"])
     time.sleep(2.0)  # the last events reach the clients
     elapsed = time.monotonic() - started
-    cpu = {part: (sum(process.cpu_times()[:2]) - cpu_before[part]) / elapsed for part, process in watched.items()}
+    cpu = {part: (_cpu(processes) - cpu_before[part]) / elapsed for part, processes in watched.items()}
     clients.send_signal(signal.SIGTERM)
     clients.wait(timeout=120)
     result = json.loads(out.read_text())
@@ -211,6 +212,8 @@ def main() -> None:
                     keys.append(created["api_key"])
                     daybook.execute(ReceiveStock(CONTEXT, merchants[-1], SKU, 1_000_000_000))
                 api_pid = _listener_pid(base_url)
+                tree = [api_pid, *(child.pid for child in psutil.Process(api_pid).children())]
+                print(f"    daybook api processes: {tree}", flush=True)
                 load = {"merchants": merchants, "keys": keys, "seconds": args.seconds, "rate": args.rate}
                 few = max(1, 10 // args.merchants)
                 phase(f"(1) {few * args.merchants} clients", base_url, api_pid, projections, daybook,
@@ -225,12 +228,21 @@ def main() -> None:
             daybook.close()
 
 
+def _cpu(processes: list[psutil.Process]) -> float:
+    """User and system CPU seconds of the processes (the API's server runs it in a worker)."""
+    return sum(sum(process.cpu_times()[:2]) for process in processes)
+
+
 def _listener_pid(base_url: str) -> int:
     port = int(base_url.rsplit(":", 1)[1])
     for connection in psutil.net_connections(kind="tcp"):
         listening = connection.laddr and connection.laddr.port == port and connection.status == psutil.CONN_LISTEN
         if listening and connection.pid is not None:
-            return int(connection.pid)
+            process = psutil.Process(connection.pid)
+            parent = process.parent()
+            # The server's worker shares the socket: report the daybook api process, the tree's root.
+            is_worker = parent is not None and "daybook" in " ".join(parent.cmdline())
+            return int(parent.pid if is_worker and parent is not None else process.pid)
     raise RuntimeError(f"nothing listens on {port}")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from adapters.committers import wire
@@ -40,7 +41,14 @@ class Routing:
         await self.router.close()
 
 
-async def start_routing(settings: Settings, database_url: str, committer: GroupCommitter) -> Routing:
+async def start_routing(
+    settings: Settings,
+    database_url: str,
+    committer: GroupCommitter,
+    *,
+    on_route: Callable[[str], None] | None = None,
+    on_tick: Callable[[int], None] | None = None,
+) -> Routing:
     """Listens for forwarded commands, then claims this process's share of the partitions.
 
     Blocks (in a thread) until the first claim is done, so a lone process owns every
@@ -51,12 +59,14 @@ async def start_routing(settings: Settings, database_url: str, committer: GroupC
         partitions=settings.committer_partitions,
         address="",
         interval_seconds=settings.committer_ownership_interval_seconds,
+        on_tick=on_tick,
     )
     router = CommandRouter(
         committer,
         ownership,
         deadline_seconds=settings.committer_forward_deadline_seconds,
         in_flight_max=settings.committer_forward_in_flight_max,
+        on_route=on_route,
     )
     listener = CommitterListener(router.answer_forward, wire.encode_error)
     if settings.committer_transport == "tcp":

@@ -24,6 +24,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Final
@@ -84,11 +85,13 @@ class PartitionOwnership:
         address: str,
         interval_seconds: float = 0.25,
         claim: bool = True,
+        on_tick: Callable[[int], None] | None = None,
     ) -> None:
         """Prepares ownership of up to ``partitions`` partitions for a committer at ``address``.
 
         With ``claim=False`` the process only reads the directory (a client that forwards
-        every command and owns nothing).
+        every command and owns nothing). ``on_tick`` is told how many partitions this
+        process owns after each tick.
         """
         if partitions < 1:
             msg = f"partitions must be at least 1, not {partitions}"
@@ -103,6 +106,7 @@ class PartitionOwnership:
         self.in_flight = [0] * partitions
         """Commands of each partition this process is running; written by routers."""
         self.members = 0
+        self._on_tick = on_tick
         self._releasing: dict[int, float] = {}
         self._orphans: set[int] = set()
         self._lock = threading.Lock()
@@ -162,6 +166,8 @@ class PartitionOwnership:
             except (psycopg.Error, OSError) as error:
                 self._lose_everything(error)
             finally:
+                if self._on_tick is not None:
+                    self._on_tick(len(self.owned))
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_result(None)

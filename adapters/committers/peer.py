@@ -36,6 +36,10 @@ class PeerUnreachableError(Exception):
     """The owner could not be reached: the command was not sent (safe to send elsewhere)."""
 
 
+class PeerBusyError(Exception):
+    """Too many commands already wait on that owner: this one was not sent."""
+
+
 class PeerLostError(Exception):
     """The connection ended after the command was sent: it may have run."""
 
@@ -143,6 +147,7 @@ class PeerConnection:
         self.address = address
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[wire.Answer]] = {}
+        self._in_flight_max = in_flight_max
         self._slots = asyncio.Semaphore(in_flight_max)
         self._connecting = asyncio.Lock()
         self._writer: asyncio.StreamWriter | None = None
@@ -154,10 +159,16 @@ class PeerConnection:
 
         Raises:
             PeerUnreachableError: not sent (no connection could be made).
+            PeerBusyError: not sent (``in_flight_max`` commands wait on that owner until the timeout).
             PeerLostError: sent, and the connection ended before the answer.
             TimeoutError: sent, and no answer within ``timeout_seconds``.
         """
-        async with self._slots:
+        try:
+            await asyncio.wait_for(self._slots.acquire(), timeout_seconds)
+        except TimeoutError as error:
+            msg = f"{self.address}: {self._in_flight_max} commands already waiting on it"
+            raise PeerBusyError(msg) from error
+        try:
             writer = await self._connected()
             request_id = next(self._ids)
             frame = wire.encode_forward(request_id, partition, epoch, command)
@@ -172,6 +183,8 @@ class PeerConnection:
                 raise PeerLostError(str(error)) from error
             finally:
                 self._pending.pop(request_id, None)
+        finally:
+            self._slots.release()
 
     async def _connected(self) -> asyncio.StreamWriter:
         if self._writer is not None and not self._writer.is_closing():

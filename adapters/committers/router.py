@@ -23,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any, TypeVar
 from uuid import UUID
 
 from adapters.committers import wire
 from adapters.committers.ownership import PartitionOwnership
-from adapters.committers.peer import PeerConnection, PeerLostError, PeerUnreachableError
+from adapters.committers.peer import PeerBusyError, PeerConnection, PeerLostError, PeerUnreachableError
 from domain.commands.routing import is_retry_safe, partition_of, partition_of_id
 from domain.errors import OrderAlreadyExistsError
 from domain.groupcommit import (
@@ -44,6 +45,10 @@ log = logging.getLogger(__name__)
 
 PEERS_MAX = 256
 """Connections to other processes kept at most (the least recently used is closed)."""
+
+
+def _ignore(_: str) -> None:
+    pass
 
 
 def _outcome(answer: wire.Answer, command: Command[R], *, maybe_sent: bool) -> CommandOutcome[R]:
@@ -67,13 +72,19 @@ class CommandRouter:
         *,
         deadline_seconds: float = 10.0,
         in_flight_max: int = 10_000,
+        on_route: Callable[[str], None] | None = None,
     ) -> None:
-        """Routes over ``ownership``'s partitions; forwards wait at most ``deadline_seconds``."""
+        """Routes over ``ownership``'s partitions; forwards wait at most ``deadline_seconds``.
+
+        ``on_route`` is told where each command went: ``local``, ``forwarded``, ``moved``
+        (an owner refused it) or ``resent`` (sent again after a lost answer).
+        """
         self.committer = committer
         self.ownership = ownership
         self.partitions = ownership.partitions
         self.deadline_seconds = deadline_seconds
         self.in_flight_max = in_flight_max
+        self._on_route = on_route or _ignore
         self._peers: dict[str, PeerConnection] = {}
         self.forwarded_total = 0
         self.local_total = 0
@@ -114,6 +125,8 @@ class CommandRouter:
                 continue
             try:
                 answer = await self._peer(owner.address).call(partition, owner.epoch, command, remaining)
+            except PeerBusyError:
+                continue  # not sent, and the deadline has passed: answered above
             except PeerUnreachableError:
                 await self._wait_for_owner(partition, owner.address, deadline - loop.time())
                 continue
@@ -123,13 +136,20 @@ class CommandRouter:
                     msg = f"partition {partition}: the owner's answer was lost ({lost})"
                     raise CommitOutcomeUnknownError(msg) from lost
                 maybe_sent = True
-                await self._wait_for_owner(partition, owner.address, deadline - loop.time())
+                self._on_route("resent")
+                # A connection that ended is forgotten; one that is only slow keeps serving
+                # the other commands waiting on it.
+                await self._wait_for_owner(
+                    partition, owner.address, deadline - loop.time(), close=isinstance(lost, PeerLostError)
+                )
                 continue
             if answer.status == wire.MOVED:
                 self.redirects_total += 1
+                self._on_route("moved")
                 await self._wait_for_owner(partition, owner.address, deadline - loop.time())
                 continue
             self.forwarded_total += 1
+            self._on_route("forwarded")
             return _outcome(answer, command, maybe_sent=maybe_sent)
 
     async def _run_here(self, partition: int, command: Command[R]) -> CommandOutcome[R] | None:
@@ -142,6 +162,7 @@ class CommandRouter:
             if partition not in self.ownership.owned:
                 return None
             self.local_total += 1
+            self._on_route("local")
             return await self.committer.submit_async(command)
         finally:
             in_flight[partition] -= 1
@@ -170,11 +191,13 @@ class CommandRouter:
         finally:
             in_flight[partition] -= 1
 
-    async def _wait_for_owner(self, partition: int, unreachable: str | None, remaining_seconds: float) -> None:
+    async def _wait_for_owner(
+        self, partition: int, unreachable: str | None, remaining_seconds: float, *, close: bool = True
+    ) -> None:
         """Forgets an owner that could not be reached and waits for the ownership thread's next tick."""
         if remaining_seconds <= 0:
             return
-        if unreachable is not None:
+        if unreachable is not None and close:
             peer = self._peers.pop(unreachable, None)
             if peer is not None and unreachable != self.ownership.address:
                 await peer.close()

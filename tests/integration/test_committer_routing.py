@@ -94,6 +94,12 @@ def _order(sku: str) -> dict[str, Any]:
     return {"lines": [{"sku": sku, "quantity": 1, "unit_price": {"amount": 100, "currency": "EUR"}}], "currency": "EUR"}
 
 
+def _routed(api: ApiProcess, route: str) -> float:
+    text = httpx.get(f"{api.base_url}/metrics", timeout=10).text
+    prefix = f'daybook_commands_routed_total{{route="{route}"}} '
+    return sum(float(line.removeprefix(prefix)) for line in text.splitlines() if line.startswith(prefix))
+
+
 def _daybook(database: str) -> Daybook:
     return Daybook(env=eventsourcing_env(database, Settings()))
 
@@ -123,6 +129,8 @@ def test_orders_for_one_hot_sku_sent_to_two_processes_never_conflict_nor_oversel
         list(pool.map(send, range(orders)))
 
     assert answers == {201: stock, 409: orders - stock}
+    # Half the orders reached the process that does not own the SKU: it forwarded them.
+    assert sum(_routed(api, "forwarded") for api in two_apis) > 0
     daybook = _daybook(database)
     try:
         item = daybook.repository.get(inventory_item_id(merchant_id, sku))

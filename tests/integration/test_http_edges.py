@@ -174,7 +174,8 @@ def test_a_503_is_logged_with_its_traceback_and_request_id(
     merchant_headers: dict[str, str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app = create_app(replace(api_settings, batch_queue_size_max=1), database_url, redis_url)
+    # Its own committer runs every command (no routing), so the refusal below is the answer.
+    app = create_app(replace(api_settings, batch_queue_size_max=1, committer_routing=False), database_url, redis_url)
     with TestClient(app, raise_server_exceptions=False) as overloaded:
 
         async def refuse(command: Any) -> Any:

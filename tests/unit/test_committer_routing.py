@@ -347,3 +347,37 @@ def test_an_order_run_again_by_a_new_owner_that_loads_its_holds_is_already_place
     with GroupCommitter(app, batch_wait_ms=0, name="new-owner") as new_owner, pytest.raises(OrderAlreadyExistsError):
         new_owner.submit(order).result(10)
     assert app.get_inventory_level(MERCHANT, "HOT").reserved == 1
+
+
+def test_a_command_that_finds_every_slot_to_its_owner_taken_until_the_deadline_is_not_sent_and_503(
+    committer: GroupCommitter, socket_directory: Path
+) -> None:
+    stuck = asyncio.Event()
+
+    async def never_answers(forward: wire.Forward, command: object) -> bytes:
+        stuck.set()
+        await asyncio.Event().wait()
+        raise AssertionError
+
+    listener = CommitterListener(never_answers, wire.encode_error)
+    ownership = HandOwnership("unix:/nowhere")
+    sender = CommandRouter(committer, ownership, deadline_seconds=0.5, in_flight_max=1)
+    receipt = ReceiveStock(CONTEXT, MERCHANT, "BUSY", 1)
+    partition = partition_of(receipt, PARTITIONS)
+
+    async def scenario() -> BaseException | None:
+        address = await listener.start_unix(socket_directory / "owner.sock")
+        ownership.directory = {partition: Owner(address, 1)}
+        first = asyncio.create_task(sender.submit_async(_order("BUSY")))
+        await stuck.wait()
+        try:
+            await sender.submit_async(receipt)
+        except CommitterUnavailableError as error:
+            return error
+        finally:
+            first.cancel()
+            await sender.close()
+            await listener.stop()
+        return None
+
+    assert isinstance(asyncio.run(scenario()), CommitterUnavailableError)
