@@ -100,6 +100,35 @@ class ColumnarApplicationRecorder(PostgresApplicationRecorder):
             return committed
         return inserted
 
+    def insert_events_within(self, cursor: Cursor[Any], stored_events: Sequence[StoredEvent]) -> list[int]:
+        """Inserts the events in the caller's open transaction; returns their notification ids.
+
+        For writes that are not events but must commit with them, or not at all (the
+        merchants tables and their audit log, an inbox row and its audit event): the
+        caller runs its statements and this one in one transaction. Same table lock and
+        NOTIFY as :meth:`insert_events`, so the notification log stays gap-free; the lock
+        is held until the caller commits, so the caller commits right after.
+
+        Raises:
+            psycopg.errors.UniqueViolation: a (stream, version) key is stored already.
+        """
+        if not stored_events:
+            return []
+        for statement in self.lock_table_statements:
+            cursor.execute(statement)
+        cursor.execute(SQL("NOTIFY {}").format(Identifier(self.channel_name)))
+        cursor.execute(
+            self.insert_events_statement,
+            (
+                uuid.uuid4(),
+                [event.originator_id for event in stored_events],
+                [event.originator_version for event in stored_events],
+                [event.topic for event in stored_events],
+                [event.state for event in stored_events],
+            ),
+        )
+        return [int(row[0]) if isinstance(row, tuple) else int(row["notification_id"]) for row in cursor.fetchall()]
+
     @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)
     def _committed(self, stored_events: Sequence[StoredEvent], batch_id: UUID) -> list[int] | None:
         """The notification ids of ``stored_events`` if they are stored under ``batch_id``, else ``None``."""

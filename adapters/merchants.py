@@ -2,6 +2,9 @@
 
 The API authenticates with these tables and the CLI creates merchants in them, so
 both go through this module: one rule for a merchant's name, one way to create one.
+Every change here is recorded in the merchant's audit log (:mod:`adapters.audit_log`)
+in the same transaction: the tables hold what authentication looks up, the events
+hold who did what and when.
 """
 
 from __future__ import annotations
@@ -10,12 +13,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+from eventsourcing.application import Application
 from psycopg import Connection, sql
 
+from adapters import audit_log
 from adapters.gateways import GATEWAYS
 from adapters.gateways.secrets import generate_secret
 from adapters.keys import NewKey, generate_key
 from domain import limits
+from domain.audit import AuditLog
+from domain.context import CommandContext
 from domain.validation import has_control_characters
 
 ROTATION_GRACE = timedelta(hours=24)
@@ -26,8 +33,11 @@ _INSERT_SECRET = sql.SQL("INSERT INTO webhook_secrets (merchant_id, gateway, sec
 _SELECT_KEY = sql.SQL("SELECT merchant_id, role, secret_sha256 FROM api_keys WHERE key_id = %s AND revoked_at IS NULL")
 _MERCHANT_EXISTS = sql.SQL("SELECT 1 FROM merchants WHERE merchant_id = %s")
 _EXPIRE_CURRENT_SECRETS = sql.SQL(
-    "UPDATE webhook_secrets SET expires_at = now() + %s "
-    "WHERE merchant_id = %s AND gateway = %s AND (expires_at IS NULL OR expires_at > now() + %s)"
+    "UPDATE webhook_secrets SET expires_at = %(until)s "
+    "WHERE merchant_id = %(merchant)s AND gateway = %(gateway)s AND (expires_at IS NULL OR expires_at > %(until)s)"
+)
+_REVOKE_KEY = sql.SQL(
+    "UPDATE api_keys SET revoked_at = now() WHERE key_id = %s AND revoked_at IS NULL RETURNING merchant_id, role"
 )
 _ACTIVE_SECRETS = sql.SQL(
     "SELECT secret FROM webhook_secrets WHERE merchant_id = %s AND gateway = %s "
@@ -89,8 +99,22 @@ class StoredKey:
     secret_sha256: bytes
 
 
-def create_merchant(conn: Connection[tuple[object, ...]], name: str) -> CreatedMerchant:
+@dataclass(frozen=True, slots=True)
+class RevokedKey:
+    """A key just revoked."""
+
+    key_id: str
+    merchant_id: uuid.UUID
+    role: str
+
+
+def create_merchant(
+    conn: Connection[tuple[object, ...]], app: Application[uuid.UUID], name: str, context: CommandContext
+) -> CreatedMerchant:
     """Creates a merchant with a merchant key, an auditor key and one secret per gateway.
+
+    The rows and the merchant's audit log (merchant created, API key issued, auditor
+    key issued; key ids and gateways, never a key or a secret) commit together.
 
     Raises:
         InvalidMerchantNameError: see :func:`merchant_name`.
@@ -99,12 +123,17 @@ def create_merchant(conn: Connection[tuple[object, ...]], name: str) -> CreatedM
     merchant_id = uuid.uuid4()
     api_key, auditor_key = generate_key(), generate_key()
     secrets = {gateway: generate_secret(gateway) for gateway in GATEWAYS}
+    context = context.stamped()
+    log = AuditLog.merchant_created(merchant_id, name, list(secrets), context)
+    log.key_issued(api_key.key_id, "merchant", context)
+    log.key_issued(auditor_key.key_id, "auditor", context)
     with conn.transaction():
         conn.execute(_INSERT_MERCHANT, (merchant_id, name))
         _insert_key(conn, merchant_id, "merchant", api_key)
         _insert_key(conn, merchant_id, "auditor", auditor_key)
         for gateway, secret in secrets.items():
             conn.execute(_INSERT_SECRET, (merchant_id, gateway, secret))
+        audit_log.insert(conn, app, [log])
     return CreatedMerchant(merchant_id, name, api_key.plaintext, auditor_key.plaintext, secrets)
 
 
@@ -127,13 +156,48 @@ def merchant_exists(conn: Connection[tuple[object, ...]], merchant_id: uuid.UUID
     return conn.execute(_MERCHANT_EXISTS, (merchant_id,)).fetchone() is not None
 
 
-def rotate_webhook_secret(conn: Connection[tuple[object, ...]], merchant_id: uuid.UUID, gateway: str) -> str:
-    """Adds a new secret; secrets active until now stay valid for 24 h more."""
+def rotate_webhook_secret(
+    conn: Connection[tuple[object, ...]],
+    app: Application[uuid.UUID],
+    merchant_id: uuid.UUID,
+    gateway: str,
+    context: CommandContext,
+) -> str:
+    """Adds a new secret; secrets active until now stay valid for 24 h more.
+
+    Recorded in the merchant's audit log in the same transaction (the gateway and until
+    when the previous secrets verify; never a secret).
+    """
     secret = generate_secret(gateway)
+    context = context.stamped()
+    until = context.instant + ROTATION_GRACE
     with conn.transaction():
-        conn.execute(_EXPIRE_CURRENT_SECRETS, (ROTATION_GRACE, merchant_id, gateway, ROTATION_GRACE))
+        conn.execute(_EXPIRE_CURRENT_SECRETS, {"until": until, "merchant": merchant_id, "gateway": gateway})
         conn.execute(_INSERT_SECRET, (merchant_id, gateway, secret))
+        audit_log.record(
+            conn, app, context, {merchant_id: lambda log: log.webhook_secret_rotated(gateway, until, context)}
+        )
     return secret
+
+
+def revoke_key(
+    conn: Connection[tuple[object, ...]], app: Application[uuid.UUID], key_id: str, context: CommandContext
+) -> RevokedKey | None:
+    """Revokes an active merchant or auditor key; ``None`` if no active key has this id.
+
+    Recorded in the key's merchant's audit log in the same transaction; revoking a key
+    already revoked changes and records nothing. API processes that cached the key
+    refuse it at most 30 s later (their key cache's lifetime).
+    """
+    context = context.stamped()
+    with conn.transaction():
+        row = conn.execute(_REVOKE_KEY, (key_id,)).fetchone()
+        if row is None:
+            return None
+        merchant_id, role = row
+        assert isinstance(merchant_id, uuid.UUID)
+        audit_log.record(conn, app, context, {merchant_id: lambda log: log.key_revoked(key_id, str(role), context)})
+    return RevokedKey(key_id, merchant_id, str(role))
 
 
 def active_webhook_secrets(conn: Connection[tuple[object, ...]], merchant_id: uuid.UUID, gateway: str) -> list[str]:

@@ -9,10 +9,15 @@ files are recorded with their SHA-256; editing an applied file is refused.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+
+from adapters import audit_backfill
+
+log = logging.getLogger(__name__)
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
 ADVISORY_LOCK_KEY = 0x0DA7B00C
@@ -54,7 +59,11 @@ def discover(directory: Path = SCHEMA_DIR) -> list[Migration]:
 
 
 def migrate(database_url: str, directory: Path = SCHEMA_DIR) -> list[str]:
-    """Applies every migration not applied yet and returns their versions."""
+    """Applies every migration not applied yet and returns their versions.
+
+    Then opens the audit log of every merchant created before audit logs were kept
+    (:mod:`adapters.audit_backfill`), once the tables it reads exist.
+    """
     applied_now: list[str] = []
     with psycopg.connect(database_url, autocommit=True) as conn:
         with conn.transaction():
@@ -77,4 +86,8 @@ def migrate(database_url: str, directory: Path = SCHEMA_DIR) -> list[str]:
                     (migration.version, migration.sha256),
                 )
                 applied_now.append(migration.version)
+    if directory == SCHEMA_DIR:
+        opened = audit_backfill.open_missing_logs(database_url)
+        if opened:
+            log.info("opened the audit logs of %d merchants created before them", opened)
     return applied_now

@@ -16,6 +16,9 @@ T = TypeVar("T")
 API_SERVERS = ("granian", "uvicorn")
 """HTTP servers ``daybook api`` can run the application on."""
 
+COMMITTER_PARTITIONS_MAX = 4096
+"""Partitions are claimed one advisory lock each: a bound keeps a tick's work small."""
+
 
 class SettingsError(ValueError):
     """A ``DAYBOOK_*`` variable has a value that cannot be used."""
@@ -59,6 +62,24 @@ class Settings:
     drift_check_interval_seconds: float = 300.0
     demo_merchant: bool = True
     snapshots: bool = True
+    audit_signing_key_path: str | None = None
+    audit_digest_interval_seconds: float = 60.0
+    audit_digest_interval_events: int = 10_000
+    audit_verify_events_max: int = 20_000
+    sse_connections_per_merchant_max: int = 100
+    sse_connections_process_max: int = 2_000
+    sse_buffer_events_max: int = 1_000
+    sse_heartbeat_seconds: float = 15.0
+    sse_poll_seconds: float = 1.0
+    committer_routing: bool = True
+    committer_partitions: int = 64
+    committer_transport: str = "unix"
+    committer_host: str = "127.0.0.1"
+    committer_port: int = 0
+    committer_advertised_host: str | None = None
+    committer_forward_deadline_seconds: float = 10.0
+    committer_ownership_interval_seconds: float = 0.25
+    committer_forward_in_flight_max: int = 10_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -92,16 +113,42 @@ class Settings:
             "rate_limit_per_minute",
             "webhook_rate_limit_per_minute",
             "idempotency_ttl_hours",
+            "audit_digest_interval_events",
+            "audit_verify_events_max",
+            "sse_connections_per_merchant_max",
+            "sse_connections_process_max",
+            "sse_buffer_events_max",
+            "committer_partitions",
+            "committer_forward_in_flight_max",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"DAYBOOK_{name.upper()} must be positive")
+        if self.audit_digest_interval_seconds <= 0:
+            raise SettingsError("DAYBOOK_AUDIT_DIGEST_INTERVAL_SECONDS must be positive")
         if self.idempotency_lock_seconds <= 0:
             raise SettingsError("DAYBOOK_IDEMPOTENCY_LOCK_SECONDS must be positive")
+        if not 0 < self.sse_heartbeat_seconds <= 15:
+            raise SettingsError("DAYBOOK_SSE_HEARTBEAT_SECONDS must be above 0 and at most 15")
+        if not 0 < self.sse_poll_seconds <= 60:
+            raise SettingsError("DAYBOOK_SSE_POLL_SECONDS must be above 0 and at most 60")
+        self._check_committer()
         if self.api_server not in API_SERVERS:
             raise SettingsError(f"DAYBOOK_API_SERVER must be one of {', '.join(API_SERVERS)}")
         if not 0 <= self.batch_wait_ms <= 1_000:
             raise SettingsError("DAYBOOK_BATCH_WAIT_MS must be between 0 and 1000")
+
+    def _check_committer(self) -> None:
+        if self.committer_partitions > COMMITTER_PARTITIONS_MAX:
+            raise SettingsError(f"DAYBOOK_COMMITTER_PARTITIONS must be at most {COMMITTER_PARTITIONS_MAX}")
+        if not 0 <= self.committer_port <= 65_535:
+            raise SettingsError("DAYBOOK_COMMITTER_PORT must be between 0 and 65535")
+        if self.committer_transport not in {"unix", "tcp"}:
+            raise SettingsError("DAYBOOK_COMMITTER_TRANSPORT must be unix or tcp")
+        if self.committer_forward_deadline_seconds <= 0:
+            raise SettingsError("DAYBOOK_COMMITTER_FORWARD_DEADLINE_SECONDS must be positive")
+        if not 0 < self.committer_ownership_interval_seconds <= 10:
+            raise SettingsError("DAYBOOK_COMMITTER_OWNERSHIP_INTERVAL_SECONDS must be above 0 and at most 10")
 
     @property
     def embedded_database(self) -> bool:

@@ -47,9 +47,11 @@ _MARK_PROCESSED = sql.SQL(
     "WHERE inbox_id = ANY(%s) AND state = 'pending'"
 )
 _PARK = sql.SQL(
-    "UPDATE webhook_inbox SET state = 'parked', processed_at = now(), park_reason = %s, locked_until = NULL, "
-    "lease_owner = NULL "
-    "WHERE inbox_id = %s AND state = 'pending'"
+    "UPDATE webhook_inbox AS w SET state = 'parked', processed_at = now(), park_reason = p.reason, "
+    "locked_until = NULL, lease_owner = NULL "
+    "FROM unnest(%s::bigint[], %s::text[]) AS p (inbox_id, reason) "
+    "WHERE w.inbox_id = p.inbox_id AND w.state = 'pending' "
+    "RETURNING w.inbox_id, w.merchant_id"
 )
 _BACKLOG = sql.SQL(
     "SELECT (SELECT count(*) FROM webhook_inbox WHERE state = 'pending'), "
@@ -184,12 +186,17 @@ def mark_processed(conn: Connection[Any], inbox_ids: Sequence[int]) -> None:
         conn.execute(_MARK_PROCESSED, (list(inbox_ids),))
 
 
-def park(conn: Connection[Any], reasons: Mapping[int, str]) -> None:
-    """Parks pending rows, each with its reason (cut to ``PARK_REASON_LENGTH_MAX``)."""
+def park(conn: Connection[Any], reasons: Mapping[int, str]) -> list[tuple[int, uuid.UUID]]:
+    """Parks pending rows, each with its reason (cut to ``PARK_REASON_LENGTH_MAX``).
+
+    Returns ``(inbox_id, merchant_id)`` of the rows parked (those still pending).
+    """
     if not reasons:
-        return
-    with conn.cursor() as cursor:
-        cursor.executemany(_PARK, [(reason[:PARK_REASON_LENGTH_MAX], inbox_id) for inbox_id, reason in reasons.items()])
+        return []
+    ids = list(reasons)
+    texts = [reasons[inbox_id][:PARK_REASON_LENGTH_MAX] for inbox_id in ids]
+    rows = conn.execute(_PARK, (ids, texts)).fetchall()
+    return sorted((int(row[0]), row[1]) for row in rows)
 
 
 def overdue(conn: Connection[Any], delay: timedelta, limit: int) -> list[int]:

@@ -14,21 +14,26 @@ from litestar.middleware.base import DefineMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from adapters.broker import make_broker
+from adapters.committers import start_routing
 from adapters.database import READER_ROLE, connection_pool, eventsourcing_env
 from adapters.logs import configure_logging
-from adapters.runtime import tune_gc
+from adapters.runtime import die_with_server_parent, tune_gc
 from adapters.settings import Settings
 from api.auth import ApiKeyAuthentication, KeyResolver
 from api.controllers.admin import AdminController
+from api.controllers.audit import AuditController
+from api.controllers.events import EventsController
 from api.controllers.health import HealthController
 from api.controllers.inventory import InventoryController
 from api.controllers.orders import OrdersController
 from api.controllers.payments import PaymentsController, ReconciliationController
 from api.edge import ResponseEdge
+from api.feed_slots import FeedSlots
+from api.live_feed import FeedHub
 from api.maintenance import maintain_idempotency_partitions_forever
 from api.media_types import JsonBodyMiddleware
 from api.methods import allow_headers
-from api.metrics import batch_observer
+from api.metrics import batch_observer, observe_pools_forever
 from api.openapi import OpenAPIController
 from api.problems import exception_handlers
 from api.rate_limit import SharedRateLimiter
@@ -78,10 +83,15 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             on_batch=batch_observer(lambda: committer.queue_depth()),  # noqa: PLW0108 - bound below
         )
         committer.start()
+        # Several processes: each command runs in the one committer owning its partition.
+        routing = await start_routing(settings, database_url, committer) if settings.committer_routing else None
         broker = make_broker(redis_url)
         inbox_writer = InboxWriter(database_url, settings, redis_url, broker)
         await inbox_writer.start()
         rate_limiter = SharedRateLimiter(redis_url, settings.rate_limit_per_minute)
+        feed_hub = FeedHub(database_url, settings, daybook.mapper)
+        feed_hub.start()
+        feed_slots = FeedSlots(redis_url, settings.sse_connections_per_merchant_max, 3 * settings.sse_heartbeat_seconds)
         tune_gc()
         app.state.update(
             settings=settings,
@@ -90,22 +100,35 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             redis=redis_client,
             daybook=daybook,
             committer=committer,
+            commands=routing.router if routing is not None else committer,
             key_resolver=KeyResolver(pool, settings.admin_key),
             rate_limiter=rate_limiter,
             broker=broker,
             webhook_secrets=SecretsCache(pool),
             webhook_limits=WebhookLimits(settings.webhook_rate_limit_per_minute),
             inbox_writer=inbox_writer,
+            feed_hub=feed_hub,
+            feed_slots=feed_slots,
         )
         housekeeping = asyncio.get_running_loop().create_task(maintain_idempotency_partitions_forever(app.state))
+        pools_observed = asyncio.get_running_loop().create_task(
+            observe_pools_forever({"api": pool, "api-read": read_pool})
+        )
         try:
             yield
         finally:
+            pools_observed.cancel()
             housekeeping.cancel()
+            feed_hub.stop()
+            await feed_slots.close()
             await rate_limiter.close()
             await inbox_writer.stop()
             broker.close()
+            if routing is not None:
+                routing.fence()  # forwarded commands are answered "moved" from now on
             committer.stop(timeout_seconds=10.0)
+            if routing is not None:
+                await routing.stop()
             daybook.close()
             redis_client.close()
             read_pool.close()
@@ -120,6 +143,8 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             OrdersController,
             PaymentsController,
             ReconciliationController,
+            AuditController,
+            EventsController,
             OpenAPIController,
             webhooks_router(settings),
         ],
@@ -139,7 +164,8 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
 
 
 def create_app_from_env() -> Litestar:
-    """Uvicorn factory: reads settings and server URLs from the environment."""
+    """The servers' factory: reads settings and server URLs from the environment."""
+    die_with_server_parent()
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     if not settings.database_url or not settings.redis_url:

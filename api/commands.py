@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
+from uuid import UUID
 
 import anyio.to_thread
 from litestar import Request
 
+from adapters.committers import CommandRouter
 from api.auth import Principal
 from api.idempotency import request_hash
 from api.problems import ApiError
@@ -54,10 +56,20 @@ async def once_per_key(
     return OncePerKey(command, key, sha256.hex(), restore)
 
 
-async def run(request: Request[Any, Any, Any], command: Command[R]) -> tuple[R, dict[str, str]]:
-    """Runs ``command`` through the group committer; returns its result and the position header."""
+async def run(
+    request: Request[Any, Any, Any], command: Command[R], *, routing_id: UUID | None = None
+) -> tuple[R, dict[str, str]]:
+    """Runs ``command`` through the group committer of its partition; returns its result and the position header.
+
+    ``routing_id`` names the aggregate whose partition runs it, when not the command's
+    own (see :mod:`domain.commands.routing`).
+    """
     state = request.app.state
-    outcome: CommandOutcome[R] = await state.committer.submit_async(command)
+    commands = state.commands
+    if routing_id is not None and isinstance(commands, CommandRouter):
+        outcome: CommandOutcome[R] = await commands.submit_async(command, routing_id=routing_id)
+    else:
+        outcome = await commands.submit_async(command)
     position = outcome.position
     if position is None:  # nothing new was recorded: the store's current position is safe to wait for
         position = await anyio.to_thread.run_sync(state.daybook.recorder.max_notification_id) or 0

@@ -7,9 +7,14 @@ drift, the inbox backlog — is read at scrape time instead (``api/scrape.py``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
 
 from prometheus_client import Counter, Gauge, Histogram
+from psycopg_pool import ConnectionPool
+
+log = logging.getLogger(__name__)
 
 BATCH_SIZE = Histogram(
     "daybook_batch_size",
@@ -45,6 +50,42 @@ def batch_observer(queue_depth: Callable[[], int]) -> Callable[[int, float, int]
         QUEUE_DEPTH.set(queue_depth())
 
     return observe
+
+
+POOL_CONNECTIONS = Gauge(
+    "daybook_database_pool_connections",
+    "Connections of an API database pool: open (held by the pool), in_use (lent out), size_max",
+    ["pool", "state"],
+    multiprocess_mode="livesum",
+)
+POOL_REQUESTS_WAITING = Gauge(
+    "daybook_database_pool_requests_waiting",
+    "Requests waiting for a connection of an API database pool",
+    ["pool"],
+    multiprocess_mode="livesum",
+)
+POOL_OBSERVE_INTERVAL_S = 1.0
+
+
+def observe_pools(pools: Mapping[str, ConnectionPool]) -> None:
+    """Sets the pool gauges from each pool's statistics (kept by psycopg_pool, cheap to read)."""
+    for name, pool in pools.items():
+        stats = pool.get_stats()
+        size, available = stats.get("pool_size", 0), stats.get("pool_available", 0)
+        POOL_CONNECTIONS.labels(name, "open").set(size)
+        POOL_CONNECTIONS.labels(name, "in_use").set(size - available)
+        POOL_CONNECTIONS.labels(name, "size_max").set(pool.max_size)
+        POOL_REQUESTS_WAITING.labels(name).set(stats.get("requests_waiting", 0))
+
+
+async def observe_pools_forever(pools: Mapping[str, ConnectionPool]) -> None:
+    """:func:`observe_pools` every second (a gauge set in one process is summed across processes)."""
+    while True:
+        try:
+            observe_pools(pools)
+        except Exception:
+            log.exception("observing the database pools failed")
+        await asyncio.sleep(POOL_OBSERVE_INTERVAL_S)
 
 
 REQUEST_SECONDS = Histogram(

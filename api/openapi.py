@@ -38,6 +38,9 @@ _TYPES = (
     schemas.OrderRead,
     schemas.OrderPage,
     schemas.EventPage,
+    schemas.AuditEventPage,
+    schemas.DigestRead,
+    schemas.VerificationRead,
     schemas.PaymentRead,
     schemas.PaymentPage,
     schemas.IssuePage,
@@ -170,6 +173,10 @@ def _success(operation: Operation) -> dict[str, Any]:
         "headers": headers,
         "content": {operation.response_media_type: {"schema": schema}},
     }
+    if operation.streamed_media_type:
+        answer["content"][operation.streamed_media_type] = {
+            "schema": {"type": "string", "description": "One event per line, each its canonical JSON (any length)."}
+        }
     if operation.links:
         answer["links"] = {
             name: {"operationId": target, "parameters": parameters}

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from api import pagination
+from api.controllers.audit import POSITION_PATTERN as AUDIT_POSITION_PATTERN
 from api.controllers.orders import STATUSES
 from domain import limits
 
@@ -65,6 +66,8 @@ class Operation:
     problems: dict[int, tuple[str, ...]] = field(default_factory=dict)
     links: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
     response_media_type: str = "application/json"
+    streamed_media_type: str | None = None
+    """Also answered, streamed and of any length, when the client accepts this media type."""
 
 
 def _limit(maximum: int) -> Param:
@@ -93,6 +96,7 @@ AS_OF = Param(
 )
 SKU = Param("sku", "path", SKU_SCHEMA, "The stock keeping unit.", required=True)
 ORDER_ID = Param("order_id", "path", UUID_SCHEMA, "The order's id.", required=True)
+_TRACE_ID = {"type": "string", "minLength": 1, "maxLength": limits.TRACE_ID_LENGTH_MAX}
 MERCHANTS: tuple[Role, ...] = ("merchant",)
 READERS: tuple[Role, ...] = ("merchant", "auditor")
 SECRET_LINK = ("rotateWebhookSecret", {"merchant_id": "$response.body#/merchant_id", "gateway": "stripe"})
@@ -286,6 +290,26 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "get",
+        "/v1/events/stream",
+        "streamEvents",
+        "The merchant's events as Server-Sent Events (`id` = position, `event` = type, `data` = audit event)",
+        "events",
+        MERCHANTS,
+        200,
+        None,
+        params=(
+            Param(
+                "Last-Event-ID",
+                "header",
+                {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                "Resume right after this position (0: from the first event); without it, from the live head.",
+            ),
+        ),
+        problems={503: ("overloaded",)},
+        response_media_type="text/event-stream",
+    ),
+    Operation(
+        "get",
         "/v1/payments/{payment_id}",
         "getPayment",
         "A payment (created by webhooks only)",
@@ -324,6 +348,75 @@ OPERATIONS: tuple[Operation, ...] = (
         "IssuePage",
         params=(_limit(limits.PAGE_SIZE_MAX), _cursor(pagination.ISSUE_CURSOR_PATTERN)),
         reads_projections=True,
+    ),
+    Operation(
+        "get",
+        "/v1/audit/events",
+        "listAuditEvents",
+        "The merchant's chained events in position order; with Accept: application/x-ndjson, all of them, streamed",
+        "audit",
+        READERS,
+        200,
+        "AuditEventPage",
+        params=(
+            Param(
+                "after",
+                "query",
+                {"type": "string", "pattern": AUDIT_POSITION_PATTERN},
+                "Events after this position (a page's `next_cursor`, or an export's last position).",
+            ),
+            Param(
+                "limit",
+                "query",
+                {"type": "integer", "minimum": 1, "maximum": limits.EVENT_PAGE_SIZE_MAX, "default": 50},
+                f"Page size, 1 to {limits.EVENT_PAGE_SIZE_MAX}; with NDJSON, the most events streamed (default: all).",
+            ),
+            Param("request_id", "query", _TRACE_ID, "Only the events caused by this request (its X-Request-ID)."),
+            Param("causation_id", "query", _TRACE_ID, "Only the events of this cause (e.g. a gateway event id)."),
+        ),
+        reads_projections=True,
+        streamed_media_type="application/x-ndjson",
+    ),
+    Operation(
+        "get",
+        "/v1/audit/streams/{stream_id}/events",
+        "listAuditStreamEvents",
+        "One stream's chained events, in version order",
+        "audit",
+        READERS,
+        200,
+        "AuditEventPage",
+        params=(
+            Param("stream_id", "path", UUID_SCHEMA, "The stream (aggregate) id.", required=True),
+            _limit(limits.EVENT_PAGE_SIZE_MAX),
+            _cursor(pagination.VERSION_CURSOR_PATTERN),
+        ),
+        reads_projections=True,
+        problems={404: ("not_found",)},
+    ),
+    Operation(
+        "get",
+        "/v1/audit/digest",
+        "getAuditDigest",
+        "The latest signed digest of the merchant's chain",
+        "audit",
+        READERS,
+        200,
+        "DigestRead",
+        reads_projections=True,
+        problems={400: ("invalid_request",), 404: ("not_found",)},
+    ),
+    Operation(
+        "get",
+        "/v1/audit/verify",
+        "verifyAuditChain",
+        "Recompute a bounded part of the chain from the stored events (incremental, with a rotating re-check)",
+        "audit",
+        READERS,
+        200,
+        "VerificationRead",
+        reads_projections=True,
+        problems={400: ("invalid_request",)},
     ),
     Operation(
         "post",

@@ -13,9 +13,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import eventsourcing.persistence
+import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import Scope
+from psycopg_pool import PoolTimeout
 
 from api.request_id import request_id_of
 from domain.errors import (
@@ -33,6 +36,8 @@ from domain.errors import (
 )
 from domain.groupcommit import (
     CommitOutcomeUnknownError,
+    CommitterFailedError,
+    CommitterUnavailableError,
     ConflictRetriesExhaustedError,
     GroupCommitError,
     GroupCommitterStoppedError,
@@ -178,6 +183,19 @@ def _handle_unexpected(request: Request[Any, Any, Any], error: Exception) -> Res
 RETRY_AFTER = {"Retry-After": "1"}
 
 
+def _handle_database_unavailable(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    # A pooled connection that the server or the network dropped (restart, failover) fails
+    # its next statement; the pool discards it, so a retry gets a fresh one. Not a 500.
+    _log_server_error(request, error, 503, "unavailable")
+    return problem_response(
+        request.scope,
+        503,
+        "unavailable",
+        "The database did not answer. Retry (with the same Idempotency-Key).",
+        headers=RETRY_AFTER,
+    )
+
+
 def _shortages(error: Exception) -> dict[str, Any]:
     assert isinstance(error, OutOfStockError)
     return {"lines": [{"sku": s.sku, "requested": s.requested, "available": s.available} for s in error.lines]}
@@ -221,6 +239,12 @@ ERROR_STATUSES: dict[type[Exception], ErrorStatus] = {
     CommitOutcomeUnknownError: ErrorStatus(
         503, RETRY_AFTER, detail="The server stopped while committing; retry with the same Idempotency-Key."
     ),
+    CommitterUnavailableError: ErrorStatus(
+        503, RETRY_AFTER, detail="The committer of this command was being replaced; nothing was applied. Retry."
+    ),
+    CommitterFailedError: ErrorStatus(
+        500, detail="The server failed to answer; nothing was applied unless a later read shows it."
+    ),
 }
 """Every domain and group-commit error the API answers; each must be listed here."""
 
@@ -243,5 +267,10 @@ def exception_handlers() -> dict[Any, Callable[..., Response[Any]]]:
         ApiError: _handle_api_error,
         ValidationException: _handle_validation,
         HTTPException: _handle_http,
+        psycopg.OperationalError: _handle_database_unavailable,
+        PoolTimeout: _handle_database_unavailable,
+        # The same failures on the event store's connections (replays), as the library wraps them.
+        eventsourcing.persistence.OperationalError: _handle_database_unavailable,
+        eventsourcing.persistence.InterfaceError: _handle_database_unavailable,
         Exception: _handle_unexpected,
     }

@@ -16,8 +16,8 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from psycopg import Connection, sql
 
+from adapters.audit_events import stored_event_shape, with_hashes
 from api.schemas import EventRead, LevelRead, LineRead, Money, OrderRead, PaymentRead
-from domain.events import event_data, event_metadata, event_type, format_time, stream_type
 from domain.orders import OrderStatus, OrderView
 from domain.payments import AnomalyKind, PaymentView
 from projections.inventory import InventoryLevelsProjection
@@ -58,8 +58,9 @@ _ORDERS_BY_STATUS = sql.SQL(
     "AND {} ORDER BY created_at, order_id LIMIT %s"
 ).format(_ORDER_COLUMNS, _ORDER_LIVE)
 _STREAM = sql.SQL(
-    "SELECT notification_id, originator_id, originator_version, topic, state FROM daybook_events "
-    "WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version LIMIT %s"
+    "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state, c.hash, c.prev_hash "
+    "FROM daybook_events e LEFT JOIN audit_chain c ON c.position = e.notification_id "
+    "WHERE e.originator_id = %s AND e.originator_version > %s ORDER BY e.originator_version LIMIT %s"
 )
 
 _PAYMENT_LIVE = _not_quarantined(PaymentsProjection.default_name, "payment_id")
@@ -199,22 +200,14 @@ def orders(
 def stream_events(
     conn: Connection[Any], mapper: Any, stream_id: uuid.UUID, after_version: int, limit: int
 ) -> list[EventRead]:
-    """A stream's events in version order, in the audit event shape."""
+    """A stream's events in version order, in the audit event shape (chain fields once chained)."""
     result = []
-    for position, originator_id, version, topic, state in conn.execute(_STREAM, (stream_id, after_version, limit)):
-        event = mapper.to_domain_event(StoredEvent(originator_id, version, topic, bytes(state)))
-        result.append(
-            EventRead(
-                position=position,
-                stream_id=originator_id,
-                stream_type=stream_type(event),
-                version=version,
-                type=event_type(event),
-                occurred_at=format_time(event.timestamp),
-                data=event_data(event),
-                metadata=event_metadata(event),
-            )
-        )
+    rows = conn.execute(_STREAM, (stream_id, after_version, limit))
+    for position, originator_id, version, topic, state, chained_hash, prev_hash in rows:
+        shape = stored_event_shape(mapper, position, StoredEvent(originator_id, version, topic, bytes(state)))
+        if chained_hash is not None:
+            shape = with_hashes(shape, bytes(chained_hash).hex(), bytes(prev_hash).hex())
+        result.append(EventRead(**shape))
     return result
 
 

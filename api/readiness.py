@@ -18,7 +18,7 @@ from psycopg import Connection, sql
 from psycopg_pool import ConnectionPool
 
 from projections import quarantine
-from projections.registry import projection_names
+from projections.registry import every_projection_name
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def projection_states(conn: Connection[Any]) -> dict[str, ProjectionState]:
     tracked = {str(name): (int(position), float(idle)) for name, position, idle in conn.execute(_POSITIONS)}
     held = quarantine.counts(conn)
     states = {}
-    for name in projection_names():
+    for name in every_projection_name():
         position, idle = tracked.get(name, (0, None))
         states[name] = ProjectionState(head - position, idle, held.get(name, 0))
     return states

@@ -167,6 +167,39 @@ class EventPage(msgspec.Struct):
     next_cursor: str | None
 
 
+class AuditEventPage(msgspec.Struct):
+    """A page of the merchant's chained events; ``next_cursor`` is the last position (pass it as ``after``)."""
+
+    data: list[EventRead]
+    next_cursor: str | None
+
+
+class DigestRead(msgspec.Struct):
+    """A signed digest: Ed25519 over the UTF-8 bytes of ``"{merchant_id}:{position}:{hash}"`` (hex values)."""
+
+    merchant_id: uuid.UUID
+    position: int
+    hash: str
+    signed_at: str
+    signature: str
+    public_key: str
+
+
+class MismatchRead(msgspec.Struct):
+    """Where the chain first fails, and why."""
+
+    position: int
+    reason: str
+
+
+class VerificationRead(msgspec.Struct):
+    """What one verification call checked and found."""
+
+    ok: bool
+    events_checked: int
+    first_mismatch: MismatchRead | None
+
+
 # --- Payments, reconciliation and webhooks ----------------------------------------------
 
 

@@ -16,25 +16,37 @@ import uvicorn
 
 from adapters import merchants
 from adapters.broker import make_broker
-from adapters.database import connection_pool
+from adapters.database import connection_pool, eventsourcing_env
 from adapters.logs import configure_logging
 from adapters.migrate import migrate as apply_migrations
+from adapters.runtime import SERVER_PARENT_PID_VARIABLE
 from adapters.settings import Settings, SettingsError
 from api.scrape import MULTIPROCESS_DIR_VARIABLE
+from daybook.audit_cli import audit
+from daybook.audit_replay_cli import replay as audit_replay_command
 from daybook.embedded import embedded_servers
+from daybook.operator import cli_context
 from daybook.projections_cli import rebuild_command, retry_command
 from daybook.serve import serve as run_serve
+from domain.application import Daybook
 from domain.errors import InvalidCommandError
 from domain.validation import check_text
 from workers.inbox import redrive_parked
 from workers.runner import run_forever
 
-CLI_ACTOR = "operator:cli"
-"""The audit actor of operator commands run from the command line."""
 APP_FACTORY = "api.app:create_app_from_env"
 GRACEFUL_SHUTDOWN_S = 10
 """How long the API's server lets requests in flight finish on SIGTERM."""
 WORKER_SHUTDOWN_TIMEOUT_MS = 10_000
+
+
+@contextmanager
+def _daybook(database_url: str, settings: Settings) -> Iterator[Daybook]:
+    app = Daybook(env=eventsourcing_env(database_url, settings, pool_size=1))
+    try:
+        yield app
+    finally:
+        app.close()
 
 
 def _settings() -> Settings:
@@ -77,6 +89,7 @@ def api(host: str | None, port: int | None) -> None:
         # Each scrape reaches one process: they must count together to be right.
         os.environ[MULTIPROCESS_DIR_VARIABLE] = tempfile.mkdtemp(prefix="daybook-metrics-")
     host, port = host or settings.host, port or settings.port
+    os.environ[SERVER_PARENT_PID_VARIABLE] = str(os.getpid())  # its server's workers die with it
     if settings.api_server == "uvicorn":
         uvicorn.run(
             APP_FACTORY,
@@ -117,6 +130,9 @@ def serve_with_granian(settings: Settings, host: str, port: int) -> None:
         log_level=log_level,
         log_access=False,
         workers_kill_timeout=GRACEFUL_SHUTDOWN_S,
+        # A process that dies (kill -9, OOM) is started again; without this granian stops
+        # every other process with it and the whole API is down until its supervisor acts.
+        respawn_failed_workers=True,
     ).serve()
 
 
@@ -186,13 +202,29 @@ def create_merchant(name: str) -> None:
     except merchants.InvalidMerchantNameError as error:
         raise click.BadParameter(str(error), param_hint="--name") from None
     settings = _settings()
-    with (
-        _servers(settings) as (database_url, _),
-        psycopg.connect(database_url, autocommit=True) as conn,
-    ):
+    with _servers(settings) as (database_url, _):
         apply_migrations(database_url)
-        created = merchants.create_merchant(conn, name)
+        with _daybook(database_url, settings) as app, psycopg.connect(database_url, autocommit=True) as conn:
+            created = merchants.create_merchant(conn, app, name, cli_context())
     click.echo(json.dumps(created.as_json(), indent=2))
+
+
+@admin.command("revoke-key")
+@click.argument("key_id")
+def revoke_key(key_id: str) -> None:
+    """Revoke the merchant or auditor key KEY_ID (the part after "dbk_", before the next "_")."""
+    settings = _settings()
+    with _servers(settings) as (database_url, _):
+        apply_migrations(database_url)
+        with _daybook(database_url, settings) as app, psycopg.connect(database_url, autocommit=True) as conn:
+            revoked = merchants.revoke_key(conn, app, key_id, cli_context())
+    if revoked is None:
+        raise click.ClickException(f"no active key {key_id!r}")
+    click.echo(f"revoked {revoked.role} key {revoked.key_id} of merchant {revoked.merchant_id}")
+
+
+main.add_command(audit)
+audit.add_command(audit_replay_command)
 
 
 @main.group()
@@ -215,7 +247,8 @@ def redrive(merchant_id: uuid.UUID | None, reason: str | None) -> None:
         pool = connection_pool(database_url, settings, size=1, name="cli")
         broker = make_broker(redis_url)
         try:
-            done = redrive_parked(pool, broker, merchant_id=merchant_id, actor=CLI_ACTOR, reason=reason)
+            with _daybook(database_url, settings) as app:
+                done = redrive_parked(pool, broker, app, merchant_id=merchant_id, context=cli_context(), reason=reason)
         finally:
             broker.close()
             pool.close()

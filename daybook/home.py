@@ -6,17 +6,23 @@ import json
 import os
 import secrets
 import shutil
+import uuid
 from pathlib import Path
 
 import click
 import psycopg
 
 from adapters import merchants
+from adapters.database import eventsourcing_env
 from adapters.settings import Settings
+from domain.application import Daybook
+from domain.context import CommandContext
 
 ADMIN_KEY_FILE = "admin-key"
 METRICS_DIRECTORY = "metrics"
 DEMO_MERCHANT_FILE = "demo-merchant.json"
+DEMO_ACTOR = "system:serve"
+"""The audit actor of the demo merchant's creation by ``daybook serve``."""
 
 
 def write_private(path: Path, text: str) -> None:
@@ -59,8 +65,13 @@ def ensure_demo_merchant(settings: Settings, database_url: str) -> None:
     path = settings.home / DEMO_MERCHANT_FILE
     if path.exists():
         return
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        created = merchants.create_merchant(conn, "Demo merchant")
+    context = CommandContext(actor=DEMO_ACTOR, request_id=f"serve:{uuid.uuid4()}")
+    app = Daybook(env=eventsourcing_env(database_url, settings, pool_size=1))
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            created = merchants.create_merchant(conn, app, "Demo merchant", context)
+    finally:
+        app.close()
     text = json.dumps(created.as_json(), indent=2)
     write_private(path, text + "\n")
     click.echo(f"Created a demo merchant (saved in {path}):\n{text}")

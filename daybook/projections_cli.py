@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from adapters.database import eventsourcing_env
 from adapters.settings import Settings
 from daybook.embedded import embedded_servers
+from daybook.operator import cli_context
 from domain.application import Daybook
 from projections.rebuild import RebuildInProgressError, rebuild
 from projections.registry import projection_named, projection_names
@@ -60,7 +61,7 @@ def rebuild_command(name: str, restart: bool) -> None:
                 bar.update(task, completed=position, total=max(head, position), done=done)
 
             try:
-                done = rebuild(app, database_url, projection, restart=restart, progress=report)
+                done = rebuild(app, database_url, projection, context=cli_context(), restart=restart, progress=report)
             except RebuildInProgressError as error:
                 raise click.ClickException(str(error)) from None
             finally:

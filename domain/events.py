@@ -106,11 +106,19 @@ def format_time(moment: datetime) -> str:
     if moment.tzinfo is None:
         msg = "naive datetime has no defined instant"
         raise ValueError(msg)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # isoformat is several times faster than strftime and writes the same for years 1000-9999.
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})
 
 
 def json_value(value: Any) -> Any:
     """``value`` with UUIDs and datetimes turned into strings, recursively."""
+    if type(value) in _PLAIN:  # most values: answered before the slower (ABC) checks below
+        return value
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, datetime):

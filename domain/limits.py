@@ -60,6 +60,10 @@ PAGE_SIZE_DEFAULT: Final = 50
 PAGE_SIZE_MAX: Final = 100
 EVENT_PAGE_SIZE_MAX: Final = 1_000
 """Pages of events (an order's stream, the audit log) may be larger."""
+AUDIT_EXPORT_PAGE_SIZE: Final = 2_000
+"""Events read per query while an NDJSON export streams (its memory stays this bounded)."""
+TRACE_ID_LENGTH_MAX: Final = 255
+"""The longest request or causation id an audit query filters by (gateway ids are this long)."""
 
 # Snapshots (domain/snapshots/): only inventory items have histories long enough to need
 # them (a hot SKU gains a million events in minutes; orders and payments stay within tens).
@@ -81,10 +85,17 @@ SNAPSHOT_WRITE_BATCH_SIZE_MAX: Final = 100
 SNAPSHOT_CLOSE_TIMEOUT_SECONDS: Final = 5.0
 """How long closing the application waits for its queued snapshots to be written."""
 
+# The audit log of operator and security actions (domain/audit/).
+AUDIT_REASON_LENGTH_MAX: Final = 1_000
+"""A parked row's reason as the audit log keeps it (the inbox keeps as much)."""
+AUDIT_ROWS_PER_EVENT_MAX: Final = 1_000
+"""Inbox rows named by one audit event: a larger park or re-drive is several events."""
+
 assert HOLD_SECONDS_MIN <= HOLD_SECONDS_DEFAULT <= HOLD_SECONDS_MAX
 assert 1 <= LINES_MIN <= LINES_MAX
 assert 1 <= LINE_QUANTITY_MIN <= LINE_QUANTITY_MAX
-assert 1 <= PAGE_SIZE_DEFAULT <= PAGE_SIZE_MAX <= EVENT_PAGE_SIZE_MAX
+assert 1 <= PAGE_SIZE_DEFAULT <= PAGE_SIZE_MAX <= EVENT_PAGE_SIZE_MAX <= AUDIT_EXPORT_PAGE_SIZE
+assert TRACE_ID_LENGTH_MAX >= GATEWAY_ID_LENGTH_MAX
 # An order's total fits its column even at every bound at once: 100 lines of 10,000
 # units can each be priced up to AMOUNT_MAX / 10**6 without the sum overflowing, and
 # the domain refuses any order whose sum would exceed AMOUNT_MAX.

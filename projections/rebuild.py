@@ -8,10 +8,15 @@ renames the fresh table into place, drops the old one, moves the tracking positi
 gives the indexes their live names back: readers see the old table or the new one,
 never neither. Interrupted, a rebuild resumes where its tracking row says; a session
 advisory lock allows one rebuild per projection at a time.
+
+Read models are shared by every merchant, so a rebuild is recorded in the operator's
+audit log (:data:`domain.audit.OPERATOR_ID`): started once the lock is held, finished
+in the transaction of the swap.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 import zlib
@@ -23,6 +28,9 @@ import psycopg
 from eventsourcing.application import Application
 from psycopg import sql
 
+from adapters import audit_log
+from domain.audit import OPERATOR_ID
+from domain.context import CommandContext
 from projections.runner import LOCK_STATEMENT, commit_batch, ensure_tracking, lock_key
 from projections.source import EventSource
 from projections.state import AggregateStateProjection
@@ -82,6 +90,7 @@ def rebuild(
     database_url: str,
     live: AggregateStateProjection,
     *,
+    context: CommandContext,
     restart: bool = False,
     progress: Progress | None = None,
     batch_size: int = BATCH_SIZE,
@@ -92,6 +101,7 @@ def rebuild(
         app: the application whose log is read.
         database_url: the database (as the read models' owner).
         live: the projection as it runs (its name and live table).
+        context: who asked (recorded in the operator's audit log).
         restart: drop a fresh table left by an interrupted rebuild instead of resuming it.
         progress: called after each batch.
         batch_size: events per transaction while catching up.
@@ -107,6 +117,14 @@ def rebuild(
         if not row or not row[0]:
             raise RebuildInProgressError(f"a rebuild of {live.name} is already running")
         try:
+            context = context.stamped()
+            with conn.transaction():
+                audit_log.record(
+                    conn,
+                    app,
+                    context,
+                    {OPERATOR_ID: lambda log: log.projection_rebuild_started(live.name, restart, context)},
+                )
             if restart:
                 _drop_fresh(conn, fresh)
             _ensure_fresh_table(conn, live.table, fresh.table)
@@ -119,7 +137,9 @@ def rebuild(
                 position = commit_batch(conn, fresh, events, position)
                 if progress is not None:
                     progress(position, head)
-            position = _swap(conn, live, fresh, source, position=position, batch_size=batch_size)
+            position = _swap(
+                conn, live, fresh, source, position=position, batch_size=batch_size, start=start, context=context
+            )
             if progress is not None:
                 progress(position, position)
         finally:
@@ -140,8 +160,14 @@ def _swap(
     *,
     position: int,
     batch_size: int,
+    start: int,
+    context: CommandContext,
 ) -> int:
-    """Applies the tail and swaps the tables in one transaction; returns the position reached."""
+    """Applies the tail and swaps the tables in one transaction; returns the position reached.
+
+    The operator's audit log records the rebuild finished in the same transaction, last:
+    it locks the event store until the commit.
+    """
     with conn.transaction():
         # The live projection's batches wait from here on: none can be lost by the swap.
         conn.execute(LOCK_STATEMENT, (lock_key(live.name),))
@@ -161,6 +187,13 @@ def _swap(
         # What the fresh build set aside replaces what the live one had.
         conn.execute(_DROP_QUARANTINE, (live.name,))
         conn.execute(_MOVE_QUARANTINE, (live.name, fresh.name))
+        reached, finished = position, dataclasses.replace(context, occurred_at=None).stamped()
+        audit_log.record(
+            conn,
+            source.app,
+            finished,
+            {OPERATOR_ID: lambda log: log.projection_rebuild_finished(live.name, reached - start, reached, finished)},
+        )
     return position
 
 

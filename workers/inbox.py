@@ -42,12 +42,15 @@ from uuid import UUID
 import dramatiq
 import psycopg
 from eventsourcing import persistence
+from eventsourcing.application import Application
 from psycopg_pool import ConnectionPool
 
-from adapters import webhook_inbox
+from adapters import audit_log, webhook_inbox
 from adapters.broker import enqueue_inbox_rows
 from adapters.gateways import Ignored, MalformedPayloadError, parse_delivery
 from adapters.webhook_inbox import InboxRow
+from domain import limits
+from domain.audit import ParkedRow
 from domain.commands import ApplyGatewayEvent, GatewayEventOutcome
 from domain.context import CommandContext
 from domain.errors import DomainError
@@ -129,11 +132,10 @@ def process_rows(
         _settle(report, inbox_id, futures)
     with pool.connection() as conn:
         webhook_inbox.mark_processed(conn, report.processed)
-        webhook_inbox.park(conn, report.parked)
+        park_recorded(conn, committer.app, report.parked)
         webhook_inbox.release(conn, report.pending, owner)
     for inbox_id, reason in report.parked.items():
         log.warning("inbox row %d parked: %s", inbox_id, reason)
-    record_parked_in_audit_log({row.inbox_id: row.merchant_id for row in rows}, report.parked)
     if report.pending:
         raise InboxRetryError(report.pending, report.first_failure)
     return report
@@ -234,18 +236,22 @@ class Redrive:
 def redrive_parked(
     pool: ConnectionPool[Any],
     broker: dramatiq.Broker,
+    app: Application[UUID],
     *,
     merchant_id: UUID | None,
-    actor: str,
+    context: CommandContext,
     reason: str | None,
     rows_max: int = REDRIVE_ROWS_MAX,
 ) -> Redrive:
     """Makes every parked row (of one merchant, or all) pending again and sends it to the workers.
 
-    In batches of ``rows_max``. A row that is poison still is parked again by the
-    workers. If the broker cannot be reached the rows stay pending, and the sweeper
-    sends them once overdue.
+    In batches of ``rows_max``, each in one transaction with its record in the audit log
+    of every merchant concerned (the rows, their count, ``context.actor`` and
+    ``reason``). A row that is poison still is parked again by the workers. If the
+    broker cannot be reached the rows stay pending, and the sweeper sends them once
+    overdue.
     """
+    assert rows_max <= limits.AUDIT_ROWS_PER_EVENT_MAX
     by_merchant: dict[UUID, list[int]] = {}
     messages = 0
     with pool.connection() as conn:
@@ -253,10 +259,19 @@ def redrive_parked(
     # Bounded by what was parked when it started: rows the workers park again meanwhile
     # are not re-driven twice in a loop.
     for _ in range(parked // rows_max + 1):
-        with pool.connection() as conn:
+        with pool.connection() as conn, conn.transaction():
             rows = webhook_inbox.redrive(conn, merchant_id, rows_max)
-        for inbox_id, owner in rows:
-            by_merchant.setdefault(owner, []).append(inbox_id)
+            batch = _by_merchant(rows)
+            if batch:
+                audit_log.record(
+                    conn, app, context, {owner: _redriven(ids, reason, context) for owner, ids in batch.items()}
+                )
+        for owner, inbox_ids in batch.items():
+            by_merchant.setdefault(owner, []).extend(inbox_ids)
+            log.info(
+                "inbox rows re-driven",
+                extra={"merchant_id": str(owner), "rows": len(inbox_ids), "actor": context.actor},
+            )
         if rows:
             try:
                 messages += enqueue_inbox_rows(broker, [inbox_id for inbox_id, _ in rows])
@@ -264,30 +279,42 @@ def redrive_parked(
                 log.warning("inbox redrive: %d rows pending but not sent (%s); the sweeper will", len(rows), error)
         if len(rows) < rows_max:
             break
-    redrive = Redrive(by_merchant, messages)
-    record_redrive_in_audit_log(redrive, actor=actor, reason=reason)
-    return redrive
+    return Redrive(by_merchant, messages)
 
 
-# Audit log call sites. The merchant's audit log of operator and security actions
-# (CONTRACT.md, "Audit log"; issue 9) records inbox rows parked and re-driven. Until it
-# exists, these write a log line; once it lands, each records one audit-log event per
-# merchant here, and nothing else needs to change.
+PARKER_ACTOR = "system:inbox"
+"""The audit actor of rows parked by the inbox workers."""
 
 
-def record_parked_in_audit_log(merchants_of_rows: Mapping[int, UUID], parked: Mapping[int, str]) -> None:
-    """Records, per merchant, the inbox rows just parked and why (today: a log line)."""
-    for inbox_id, reason in parked.items():
-        log.info(
-            "audit: inbox row parked",
-            extra={"merchant_id": str(merchants_of_rows.get(inbox_id)), "inbox_id": inbox_id, "reason": reason},
-        )
+def park_recorded(conn: psycopg.Connection[Any], app: Application[UUID], reasons: Mapping[int, str]) -> None:
+    """Parks the rows with their reasons and records them in their merchants' audit logs, in one transaction.
+
+    Only rows still pending are parked and recorded, so processing a row again after a
+    crash records nothing twice. One audit event per merchant names up to
+    ``AUDIT_ROWS_PER_EVENT_MAX`` rows.
+    """
+    ids = sorted(reasons)
+    for start in range(0, len(ids), limits.AUDIT_ROWS_PER_EVENT_MAX):
+        chunk = {inbox_id: reasons[inbox_id] for inbox_id in ids[start : start + limits.AUDIT_ROWS_PER_EVENT_MAX]}
+        context = CommandContext(actor=PARKER_ACTOR, request_id=f"inbox:{min(chunk)}")
+        with conn.transaction():
+            parked = _by_merchant(webhook_inbox.park(conn, chunk))
+            if parked:
+                actions = {owner: _parked(inbox_ids, chunk, context) for owner, inbox_ids in parked.items()}
+                audit_log.record(conn, app, context, actions)
 
 
-def record_redrive_in_audit_log(redrive: Redrive, *, actor: str, reason: str | None) -> None:
-    """Records, per merchant, which parked rows an operator re-drove, and why (today: a log line)."""
-    for merchant_id, inbox_ids in redrive.rows_by_merchant.items():
-        log.info(
-            "audit: inbox rows re-driven",
-            extra={"merchant_id": str(merchant_id), "inbox_ids": inbox_ids, "actor": actor, "reason": reason},
-        )
+def _by_merchant(rows: Sequence[tuple[int, UUID]]) -> dict[UUID, list[int]]:
+    grouped: dict[UUID, list[int]] = {}
+    for inbox_id, owner in rows:
+        grouped.setdefault(owner, []).append(inbox_id)
+    return grouped
+
+
+def _parked(inbox_ids: Sequence[int], reasons: Mapping[int, str], context: CommandContext) -> audit_log.Action:
+    rows = [ParkedRow(inbox_id, reasons[inbox_id]) for inbox_id in inbox_ids]
+    return lambda entry: entry.inbox_rows_parked(rows, context)
+
+
+def _redriven(inbox_ids: Sequence[int], reason: str | None, context: CommandContext) -> audit_log.Action:
+    return lambda entry: entry.inbox_rows_redriven(inbox_ids, reason, context)

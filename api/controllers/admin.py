@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, post
+from litestar import Controller, Request, post
 from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody
 
 from adapters import merchants
 from api.auth import admin_only
+from api.commands import context_of
 from api.problems import ApiError
 from domain import limits
 
@@ -61,14 +62,16 @@ class AdminController(Controller):
     # to the controller, and answers without authentication.
 
     @post("/merchants", operation_id="createMerchant", status_code=201, sync_to_thread=True, guards=[admin_only])
-    def create_merchant(self, state: State, data: JSONBody[MerchantCreate]) -> MerchantCreated:
+    def create_merchant(
+        self, request: Request[Any, Any, Any], state: State, data: JSONBody[MerchantCreate]
+    ) -> MerchantCreated:
         """Creates a merchant; its API key, auditor key and webhook secrets are shown once."""
         try:
             name = merchants.merchant_name(data.name)
         except merchants.InvalidMerchantNameError as error:
             raise ApiError(400, "invalid_request", f"{error}.") from None
         with state.pool.connection() as conn:
-            return MerchantCreated.of(merchants.create_merchant(conn, name))
+            return MerchantCreated.of(merchants.create_merchant(conn, state.daybook, name, context_of(request)))
 
     @post(
         "/merchants/{merchant_id:uuid}/webhook-secrets/{gateway:str}/rotate",
@@ -79,6 +82,7 @@ class AdminController(Controller):
     )
     def rotate_secret(
         self,
+        request: Request[Any, Any, Any],
         state: State,
         merchant_id: FromPath[uuid.UUID],
         gateway: FromPath[Literal["stripe", "standard"]],
@@ -87,4 +91,5 @@ class AdminController(Controller):
         with state.pool.connection() as conn:
             if not merchants.merchant_exists(conn, merchant_id):
                 raise ApiError(404, "not_found", "No such merchant.")
-            return SecretRotated(merchants.rotate_webhook_secret(conn, merchant_id, gateway))
+            secret = merchants.rotate_webhook_secret(conn, state.daybook, merchant_id, gateway, context_of(request))
+            return SecretRotated(secret)

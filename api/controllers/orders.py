@@ -9,6 +9,7 @@ import anyio.to_thread
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath
 
+from adapters.committers import CommandRouter
 from api import read_store
 from api.auth import merchant_only, merchant_or_auditor
 from api.bodies import strict_body
@@ -22,7 +23,8 @@ from api.schemas import EventPage, OrderCreate, OrderPage, OrderRead
 from domain import limits
 from domain.application import Daybook
 from domain.commands import CancelOrder, PlaceOrder
-from domain.errors import OrderAlreadyExistsError
+from domain.errors import OrderAlreadyExistsError, OrderNotFoundError
+from domain.inventory import inventory_item_id
 from domain.money import Money
 from domain.orders import Order, OrderLine, OrderView, check_order_lines
 from projections.orders import OrdersProjection
@@ -72,8 +74,10 @@ class OrdersController(Controller):
         )
         try:
             view, headers = await run(request, command)
-        except OrderAlreadyExistsError:
-            if not key:
+        except OrderAlreadyExistsError as error:
+            # Without a key the id is this request's own: it exists only if an earlier send
+            # of this very command (forwarded, its answer lost) placed it.
+            if not key and not getattr(error, "placed_by_this_request", False):
                 raise
             view, headers = await _placed_before(request, command)
         return Response(OrderRead.of(view), status_code=201, headers=headers)
@@ -133,7 +137,11 @@ class OrdersController(Controller):
         """Cancels a reserved order and releases its stock (409 ``invalid_state`` once paid)."""
         if await request.body():
             raise ApiError(400, "invalid_request", "Cancel takes no body.")
-        view, headers = await run(request, CancelOrder(context_of(request), merchant_of(request), order_id))
+        merchant_id = merchant_of(request)
+        command = CancelOrder(context_of(request), merchant_id, order_id)
+        view, headers = await run(
+            request, command, routing_id=await _release_routing_id(request, merchant_id, order_id)
+        )
         return Response(OrderRead.of(view), status_code=200, headers=headers)
 
     @get("/{order_id:uuid}/events", operation_id="listOrderEvents", guards=[merchant_or_auditor])
@@ -161,6 +169,24 @@ class OrdersController(Controller):
         more = len(rows) > page_size
         rows = rows[:page_size]
         return EventPage(rows, version_cursor(rows[-1].version) if more else None)
+
+
+async def _release_routing_id(request: Request[Any, Any, Any], merchant_id: uuid.UUID, order_id: uuid.UUID) -> Any:
+    """Where a cancel runs when several processes share the committers: at its order's lowest SKU.
+
+    The release writes the order's items, so it goes where their holds were made (see
+    ``domain/commands/routing.py``); ``None`` (the order's own partition) for an order
+    that is not found, which the command then reports.
+    """
+    if not isinstance(request.app.state.commands, CommandRouter):
+        return None
+    daybook: Daybook = request.app.state.daybook
+    try:
+        view = await anyio.to_thread.run_sync(daybook.get_order, merchant_id, order_id)
+    except OrderNotFoundError:
+        return None
+    skus = [line.sku for line in view.lines]
+    return inventory_item_id(merchant_id, min(skus)) if skus else None
 
 
 async def _placed_before(request: Request[Any, Any, Any], command: PlaceOrder) -> tuple[OrderView, dict[str, str]]:

@@ -110,6 +110,10 @@ class PlaceOrder:
         )
         quantities = quantities_by_sku(order.lines)
         items, shortages = find_shortages(uow, self.merchant_id, quantities)
+        if any(self.order_id in item.holds for item in items.values()):
+            # Its holds are recorded, so it was placed: a second run of the same command
+            # (a retry whose first answer was lost) before the store reports the id.
+            raise OrderAlreadyExistsError(self.order_id)
         if shortages:
             raise OutOfStockError(shortages)  # the new order was never added: nothing is saved
         try:

@@ -9,6 +9,8 @@ from domain.groupcommit.cache import AggregateCache
 from domain.groupcommit.committer import BatchObserver, GroupCommitMetrics, GroupCommitter
 from domain.groupcommit.errors import (
     CommitOutcomeUnknownError,
+    CommitterFailedError,
+    CommitterUnavailableError,
     ConflictRetriesExhaustedError,
     GroupCommitError,
     GroupCommitterStoppedError,
@@ -23,6 +25,8 @@ __all__ = [
     "BatchUnitOfWork",
     "CommandOutcome",
     "CommitOutcomeUnknownError",
+    "CommitterFailedError",
+    "CommitterUnavailableError",
     "ConflictRetriesExhaustedError",
     "DuplicateAggregateError",
     "GroupCommitError",

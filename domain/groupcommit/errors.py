@@ -60,3 +60,31 @@ class ConflictRetriesExhaustedError(GroupCommitError):
     def __init__(self, attempts: int) -> None:
         super().__init__(f"version conflict on every one of {attempts} attempts")
         self.attempts = attempts
+
+
+class CommitterUnavailableError(GroupCommitError):
+    """No committer of the command's partition could be reached in time; nothing was applied.
+
+    Several processes share the partitions (``adapters/committers``): the owner was
+    being replaced for longer than the forwarding deadline. A retry may succeed.
+    """
+
+    def __init__(self, partition: int, seconds: float) -> None:
+        super().__init__(f"no committer took partition {partition} within {seconds:.1f}s")
+        self.partition = partition
+        self.seconds = seconds
+
+
+class CommitterFailedError(GroupCommitError):
+    """The committer that ran a forwarded command failed it with an unexpected error.
+
+    Answered like the same failure in this process (500): the command's batch was not
+    committed, as a batch that fails for any reason but a version conflict or a lost
+    commit acknowledgement saves nothing.
+    """
+
+    code = "internal_error"
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description

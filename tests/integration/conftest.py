@@ -9,21 +9,31 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from litestar.testing import TestClient
 
 from adapters.database import eventsourcing_env
 from adapters.settings import Settings
 from api.app import create_app
 from domain.application import Daybook
-from projections.registry import all_projections
+from domain.context import CommandContext
+from projections.audit_digests import DigestSigner
+from projections.registry import every_projection
 from projections.runner import ProjectionRunner
 
 ADMIN_KEY = "dbk_admin_test_key_for_the_suite"
+SIGNING_KEY = Ed25519PrivateKey.generate()
+"""The audit digests' key of the in-process projection runner."""
+OPERATOR = CommandContext(actor="operator:test", request_id="test")
+"""The audit context of operator actions the tests take without the API."""
 
 
 @pytest.fixture(scope="session")
 def api_settings(settings: Settings) -> Settings:
-    return replace(settings, admin_key=ADMIN_KEY)
+    # The apps served in the test process stay out of committer routing: they would join
+    # the partition directory of the `daybook api` processes some tests start on the same
+    # database, and be forwarded commands on a loop that the test thread drives.
+    return replace(settings, admin_key=ADMIN_KEY, committer_routing=False)
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +77,9 @@ def auditor_headers(merchant: dict[str, Any]) -> dict[str, str]:
 def running_projections(database_url: str, settings: Settings) -> Iterator[ProjectionRunner]:
     """The projection runner following ``database_url`` in a thread."""
     app = Daybook(env=eventsourcing_env(database_url, settings))
-    runner = ProjectionRunner(app, database_url, all_projections(app))
+    # A digest in every batch: tests read the digest of the head they wrote.
+    signer = DigestSigner(SIGNING_KEY, interval_seconds=60, interval_events=1)
+    runner = ProjectionRunner(app, database_url, every_projection(app, signer=signer))
     thread = threading.Thread(target=runner.run_forever, name="projections", daemon=True)
     thread.start()
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import psutil
 
 T = TypeVar("T")
 
@@ -156,6 +157,11 @@ class ApiProcess:
             return httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
+
+    def pids(self) -> set[int]:
+        """``daybook api`` and its server's worker processes (they run the application)."""
+        parent = psutil.Process(self.process.pid)
+        return {parent.pid, *(child.pid for child in parent.children(recursive=True))}
 
     def create_merchant(self, name: str = "Test merchant") -> dict[str, Any]:
         """A merchant made through the admin endpoint, with its keys."""

@@ -121,6 +121,8 @@ def test_health_ready_metrics_and_openapi_need_no_key(client: TestClient[Any]) -
     assert 'daybook_request_duration_seconds_count{method="GET",path="/healthz",status_code="200"}' in metrics.text
     assert "daybook_batch_size_bucket" in metrics.text
     assert 'daybook_projection_lag_events{projection="orders"}' in metrics.text
+    assert 'daybook_database_pool_connections{pool="api-read",state="size_max"} 10.0' in metrics.text
+    assert 'daybook_database_pool_requests_waiting{pool="api"}' in metrics.text
     document = client.get("/schema/openapi.json").json()
     assert "/v1/admin/merchants" in document["paths"]
 

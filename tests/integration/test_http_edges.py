@@ -8,11 +8,15 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
+import eventsourcing.persistence
+import psycopg
 import pytest
 from litestar.testing import TestClient
 
+from adapters import audit_store
 from api.app import create_app
 from domain.groupcommit import OverloadedError
+from tests.integration.conftest import create_merchant
 
 SKU = "EDGE-1"
 
@@ -188,3 +192,60 @@ def test_a_503_is_logged_with_its_traceback_and_request_id(
     [record] = [r for r in caplog.records if getattr(r, "request_id", None) == "overloaded-1"]
     assert record.levelno == logging.WARNING
     assert isinstance(record.exc_info[1] if record.exc_info else None, OverloadedError)
+
+
+class _DroppedConnectionResolver:
+    """A key resolver whose pooled connection the server closed (as after a restart)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def resolve_cached(self, presented: str) -> Any:
+        return False
+
+    def resolve(self, presented: str) -> Any:
+        raise self.error
+
+
+_DROPPED = "consuming input failed: server closed the connection unexpectedly"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [psycopg.OperationalError(_DROPPED), eventsourcing.persistence.OperationalError(_DROPPED)],
+    ids=["psycopg", "event-store"],
+)
+def test_a_database_connection_dropped_under_a_request_is_answered_503_unavailable_not_500(
+    api_settings: Any, database_url: str, redis_url: str, merchant_headers: dict[str, str], error: Exception
+) -> None:
+    app = create_app(api_settings, database_url, redis_url)
+    with TestClient(app, raise_server_exceptions=False) as dropped:
+        resolver = app.state.key_resolver
+        app.state.key_resolver = _DroppedConnectionResolver(error)
+        headers = {**merchant_headers, "Idempotency-Key": f"dropped-{uuid.uuid4().hex}"}
+        first = dropped.post(f"/v1/inventory/{SKU}/receipts", json={"quantity": 1}, headers=headers)
+        app.state.key_resolver = resolver
+        retry = dropped.post(f"/v1/inventory/{SKU}/receipts", json={"quantity": 1}, headers=headers)
+    assert first.status_code == 503, first.text
+    assert first.json()["code"] == "unavailable"
+    assert first.headers["Retry-After"] == "1"
+    assert retry.status_code == 201, retry.text
+
+
+def test_an_ndjson_export_whose_first_page_meets_a_dropped_connection_is_503_not_500(
+    api_settings: Any, database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = create_app(api_settings, database_url, redis_url)
+    with TestClient(app, raise_server_exceptions=False) as dropped:
+        auditor = {"Authorization": f"Bearer {create_merchant(dropped, 'Export')['auditor_key']}"}
+        ndjson = {**auditor, "Accept": "application/x-ndjson"}
+        whole = dropped.get("/v1/audit/events", headers=ndjson)
+
+        def dropped_connection(*args: Any, **kwargs: Any) -> Any:
+            raise psycopg.OperationalError(_DROPPED)
+
+        monkeypatch.setattr(audit_store, "event_rows", dropped_connection)
+        failed = dropped.get("/v1/audit/events", headers=ndjson)
+    assert whole.status_code == 200, whole.text
+    assert failed.status_code == 503, failed.text
+    assert failed.json()["code"] == "unavailable"

@@ -22,6 +22,7 @@ from adapters.webhook_inbox import Delivery, store
 from daybook.cli import main as cli_main
 from domain.application import Daybook
 from domain.groupcommit import GroupCommitter
+from tests.integration.conftest import OPERATOR
 from workers.inbox import InboxRetryError, process_rows, redrive_parked, sweep_pending
 
 LEASE = timedelta(seconds=60)
@@ -47,14 +48,14 @@ def committer(daybook: Daybook) -> Iterator[GroupCommitter]:
         yield running
 
 
-def _merchant(pool: ConnectionPool[Any], name: str) -> UUID:
+def _merchant(pool: ConnectionPool[Any], app: Daybook, name: str) -> UUID:
     with pool.connection() as conn:
-        return merchants.create_merchant(conn, name).merchant_id
+        return merchants.create_merchant(conn, app, name, OPERATOR).merchant_id
 
 
 @pytest.fixture(scope="module")
-def merchant_id(pool: ConnectionPool[Any]) -> UUID:
-    return _merchant(pool, "Inbox faults")
+def merchant_id(pool: ConnectionPool[Any], daybook: Daybook) -> UUID:
+    return _merchant(pool, daybook, "Inbox faults")
 
 
 def _row(pool: ConnectionPool[Any], merchant_id: UUID, body: dict[str, Any] | bytes) -> int:
@@ -119,14 +120,14 @@ def test_a_row_being_processed_is_leased_so_it_is_neither_claimed_again_nor_swep
 def test_redrive_requeues_parked_rows_of_one_merchant_and_a_poison_row_parks_again(
     pool: ConnectionPool[Any], committer: GroupCommitter
 ) -> None:
-    one, other = _merchant(pool, "Redrive one"), _merchant(pool, "Redrive other")
+    one, other = _merchant(pool, committer.app, "Redrive one"), _merchant(pool, committer.app, "Redrive other")
     poison = _row(pool, one, b'{"type": "payment.captured", "data": {"gateway_ref": 7}}')
     bystander = _row(pool, other, b'{"type": "payment.captured"}')
     process_rows(pool, committer, [poison, bystander])
     assert _state(pool, poison)[0] == _state(pool, bystander)[0] == "parked"
     broker = StubBroker()
     broker.declare_queue("default")
-    done = redrive_parked(pool, broker, merchant_id=one, actor="operator:test", reason="parser fixed")
+    done = redrive_parked(pool, broker, committer.app, merchant_id=one, context=OPERATOR, reason="parser fixed")
     assert done.rows_by_merchant == {one: [poison]}
     assert done.messages_sent == 1
     assert _state(pool, poison) == ("pending", 1, False, None)
@@ -143,7 +144,7 @@ def test_redrive_requeues_parked_rows_of_one_merchant_and_a_poison_row_parks_aga
 def test_daybook_inbox_redrive_requeues_the_parked_rows_and_says_how_many(
     pool: ConnectionPool[Any], committer: GroupCommitter, database_url: str, redis_url: str
 ) -> None:
-    merchant = _merchant(pool, "Redrive CLI")
+    merchant = _merchant(pool, committer.app, "Redrive CLI")
     parked = [_row(pool, merchant, b"not json") for _ in range(2)]
     process_rows(pool, committer, parked)
     env = {"DAYBOOK_DATABASE_URL": database_url, "DAYBOOK_REDIS_URL": redis_url, "DAYBOOK_LOG_LEVEL": "WARNING"}
@@ -164,11 +165,11 @@ def test_daybook_inbox_redrive_requeues_the_parked_rows_and_says_how_many(
 def test_redrive_goes_through_every_parked_row_in_bounded_batches(
     pool: ConnectionPool[Any], committer: GroupCommitter
 ) -> None:
-    merchant = _merchant(pool, "Redrive batches")
+    merchant = _merchant(pool, committer.app, "Redrive batches")
     parked = [_row(pool, merchant, b"[]") for _ in range(3)]
     process_rows(pool, committer, parked)
     broker = StubBroker()
     broker.declare_queue("default")
-    done = redrive_parked(pool, broker, merchant_id=merchant, actor="operator:test", reason=None, rows_max=1)
+    done = redrive_parked(pool, broker, committer.app, merchant_id=merchant, context=OPERATOR, reason=None, rows_max=1)
     assert done.rows_by_merchant == {merchant: parked}
     assert done.messages_sent == 3

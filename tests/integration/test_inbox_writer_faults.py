@@ -17,14 +17,21 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 
 from adapters import merchants
+from adapters.database import eventsourcing_env
 from adapters.settings import Settings
 from adapters.webhook_inbox import Delivery, UnstorableDeliveryError
 from api.webhooks.inbox_writer import ACCEPTED, InboxWriter
+from domain.application import Daybook
+from tests.integration.conftest import OPERATOR
 
 
 def _merchant(database_url: str, name: str) -> uuid.UUID:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        return merchants.create_merchant(conn, name).merchant_id
+    app = Daybook(env=eventsourcing_env(database_url, Settings(), pool_size=1))
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            return merchants.create_merchant(conn, app, name, OPERATOR).merchant_id
+    finally:
+        app.close()
 
 
 def _delivery(merchant_id: uuid.UUID, event_id: str | None = None) -> Delivery:

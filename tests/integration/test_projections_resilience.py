@@ -32,7 +32,7 @@ from projections.rebuild import rebuild
 from projections.registry import all_projections, projection_names
 from projections.state import AggregateStateProjection
 from tests.conftest import Servers, fresh_database
-from tests.integration.conftest import ADMIN_KEY, create_merchant, running_projections
+from tests.integration.conftest import ADMIN_KEY, OPERATOR, create_merchant, running_projections
 from tests.integration.serving import ROOT, wait_for
 
 CONTEXT = CommandContext(actor="test:writer", request_id="writer")
@@ -235,7 +235,7 @@ def test_a_rebuild_during_writes_serves_reads_throughout_and_ends_equal_to_the_l
             reader.start()
             for projection in all_projections(daybook):
                 assert isinstance(projection, AggregateStateProjection)
-                report = rebuild(daybook, own_database, projection, batch_size=2_000)
+                report = rebuild(daybook, own_database, projection, context=OPERATOR, batch_size=2_000)
                 assert report.events > 0
         wait_for(lambda: caught_up(own_database), timeout_s=60, what="the projections to reach the head")
         stop.set()

@@ -21,6 +21,7 @@ from adapters.webhook_inbox import Delivery, store
 from domain.application import Daybook
 from domain.gateway import payment_id
 from domain.groupcommit import GroupCommitter
+from tests.integration.conftest import OPERATOR
 from workers.inbox import InboxRetryError, process_rows, sweep_pending
 
 
@@ -45,9 +46,9 @@ def committer(daybook: Daybook) -> Iterator[GroupCommitter]:
 
 
 @pytest.fixture(scope="module")
-def merchant_id(pool: ConnectionPool[Any]) -> UUID:
+def merchant_id(pool: ConnectionPool[Any], daybook: Daybook) -> UUID:
     with pool.connection() as conn:
-        return merchants.create_merchant(conn, "Inbox rules").merchant_id
+        return merchants.create_merchant(conn, daybook, "Inbox rules", OPERATOR).merchant_id
 
 
 def _row(pool: ConnectionPool[Any], merchant_id: UUID, body: dict[str, Any] | bytes, gateway: str = "standard") -> int:

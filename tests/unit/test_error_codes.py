@@ -24,6 +24,7 @@ CONTRACT_CODES = {
     "write_contention",
     "unavailable",
     "commit_outcome_unknown",
+    "internal_error",  # README: 500 (a forwarded command that failed unexpectedly in its owner)
 }
 
 

@@ -18,6 +18,7 @@ from domain.errors import (
     Shortage,
 )
 from domain.gateway import GatewayEvent, GatewayEventKind, payment_id
+from domain.groupcommit import GroupCommitter
 from domain.money import Money
 from domain.orders import Order, OrderLine, OrderStatus, OrderView
 from domain.payments import AnomalyKind
@@ -456,3 +457,23 @@ def test_marking_an_order_paid_below_its_total_is_an_invalid_state():
     with pytest.raises(InvalidStateError):
         order.mark_unfulfillable([], CONTEXT)
     assert [type(event).__name__ for event in order.collect_events()] == ["Placed"]
+
+
+def test_a_retry_reaching_a_committer_that_knows_the_hold_but_not_the_order_is_told_the_order_exists(shop: Shop):
+    # Two API processes: the first placed the order (its answer was lost); the retry reaches
+    # the second, whose cache has the SKU (with the order's hold) but has never seen the order.
+    first = GroupCommitter(shop.app, batch_size_max=10, batch_wait_ms=1.0, name="first")
+    second = GroupCommitter(shop.app, batch_size_max=10, batch_wait_ms=1.0, name="second")
+    first.start()
+    second.start()
+    try:
+        second.submit(ReceiveStock(CONTEXT, shop.merchant_id, "A", 10)).result(timeout=10)
+        line = OrderLine("A", 2, Money(100, "EUR"))
+        place = PlaceOrder(CONTEXT, shop.merchant_id, order_id=uuid4(), lines=[line], currency="EUR")
+        first.submit(place).result(timeout=10)
+        with pytest.raises(OrderAlreadyExistsError):
+            second.submit(place).result(timeout=10)
+    finally:
+        first.stop(10)
+        second.stop(10)
+    assert shop.level("A") == (10, 2, 8)
