@@ -106,11 +106,11 @@ def api(host: str | None, port: int | None) -> None:
 
 
 def serve_with_granian(settings: Settings, host: str, port: int) -> None:
-    """The API on granian: its HTTP/1 parsing and socket writes run in Rust threads, off the GIL.
+    """The API on granian: HTTP parsing and socket I/O in Rust.
 
     Measured against uvicorn (httptools, uvloop) on the order path, in alternate rounds on
-    one deployment: 1.5x the orders a second and a third of the p99 (``docs/BENCHMARKS.md``,
-    "Deployment").
+    one deployment: 1.5x the orders a second and a lower p99 in every round
+    (``docs/BENCHMARKS.md``, "Deployment").
     """
     from granian.constants import Interfaces, Loops  # noqa: PLC0415 - only this command needs it
     from granian.log import LogLevels  # noqa: PLC0415
