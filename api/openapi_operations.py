@@ -96,7 +96,12 @@ AS_OF = Param(
 )
 SKU = Param("sku", "path", SKU_SCHEMA, "The stock keeping unit.", required=True)
 ORDER_ID = Param("order_id", "path", UUID_SCHEMA, "The order's id.", required=True)
-_TRACE_ID = {"type": "string", "minLength": 1, "maxLength": limits.TRACE_ID_LENGTH_MAX}
+_TRACE_ID = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": limits.TRACE_ID_LENGTH_MAX,
+    "pattern": limits.TEXT_PATTERN,
+}
 MERCHANTS: tuple[Role, ...] = ("merchant",)
 READERS: tuple[Role, ...] = ("merchant", "auditor")
 SECRET_LINK = ("rotateWebhookSecret", {"merchant_id": "$response.body#/merchant_id", "gateway": "stripe"})

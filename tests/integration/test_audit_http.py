@@ -137,6 +137,14 @@ def test_a_request_id_traces_one_request_to_every_event_it_caused(client: TestCl
     assert client.get("/v1/audit/events?request_id=nobody", headers=headers).json() == {"data": [], "next_cursor": None}
 
 
+def test_a_trace_id_with_a_control_character_is_refused_as_invalid(client: TestClient[Any]) -> None:
+    headers = auditor(create_merchant(client, "Traced badly"))
+    for query in ("request_id=a%00b", "causation_id=%0A", "request_id=ok%C2%85"):
+        answer = client.get(f"/v1/audit/events?{query}", headers=headers)
+        assert answer.status_code == 400, query
+        assert answer.json()["code"] == "invalid_request", query
+
+
 def test_one_stream_is_read_in_version_order_and_another_merchant_s_stream_is_not_found(
     client: TestClient[Any], merchant: dict[str, Any]
 ) -> None:
