@@ -36,7 +36,7 @@ class Settings:
     admin_key: str | None = None
     log_level: str = "INFO"
     api_processes: int = 1
-    api_server: str = "uvicorn"
+    api_server: str = "granian"
     worker_processes: int = 1
     worker_threads: int = 8
     database_pool_size: int = 10

@@ -110,8 +110,7 @@ def serve_with_granian(settings: Settings, host: str, port: int) -> None:
 
     Measured against uvicorn (httptools, uvloop) on the order path, in alternate rounds on
     one deployment: 1.5x the orders a second and a lower p99 in every round
-    (``docs/BENCHMARKS.md``, "Deployment"). Not the default: it notices a live-feed client
-    that went away only when it next writes to it, so the feed's connection slot stays held.
+    (``docs/BENCHMARKS.md``, "Deployment").
     """
     from granian.constants import Interfaces, Loops  # noqa: PLC0415 - only this command needs it
     from granian.log import LogLevels  # noqa: PLC0415

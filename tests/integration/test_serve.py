@@ -180,8 +180,7 @@ def _lines(text: str, needle: str) -> list[int]:
 def test_serving_on_is_printed_only_once_the_api_listens(served: ServeProcess) -> None:
     log = served.log_path.read_text()
     [serving, *_] = _lines(log, "Daybook is serving on")
-    # The server's own line once it listens: uvicorn's, or granian's (DAYBOOK_API_SERVER).
-    listening = _lines(log, "Uvicorn running on") or _lines(log, "Listening at: http://")
+    listening = _lines(log, "Listening at: http://")  # granian's line once it listens
     assert listening, log[-2000:]
     assert listening[0] < serving
 
