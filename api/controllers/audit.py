@@ -31,6 +31,7 @@ from api.queries import limit_of, query_value
 from api.reads import merchant_rows
 from api.schemas import DigestRead, MismatchRead, VerificationRead
 from domain import limits
+from domain.validation import has_control_characters
 from projections.audit_chain import AuditChainProjection
 
 PROJECTIONS: Final = (AuditChainProjection.default_name,)
@@ -55,6 +56,9 @@ def _trace_of(request: Request[Any, Any, Any]) -> tuple[str | None, str | None]:
     for name, value in (("request_id", request_id), ("causation_id", causation_id)):
         if value is not None and not 1 <= len(value) <= limits.TRACE_ID_LENGTH_MAX:
             raise ApiError(400, "invalid_request", f"{name} must be 1 to {limits.TRACE_ID_LENGTH_MAX} characters.")
+        if value is not None and has_control_characters(value):
+            # No stored id has one (and PostgreSQL text cannot hold NUL): refused, like free text.
+            raise ApiError(400, "invalid_request", f"{name} must not contain control characters.")
     return request_id, causation_id
 
 

@@ -137,6 +137,15 @@ def test_a_request_id_traces_one_request_to_every_event_it_caused(client: TestCl
     assert client.get("/v1/audit/events?request_id=nobody", headers=headers).json() == {"data": [], "next_cursor": None}
 
 
+@pytest.mark.parametrize("name", ["request_id", "causation_id"])
+def test_a_trace_filter_with_a_control_character_is_400_not_500(client: TestClient[Any], name: str) -> None:
+    headers = auditor(create_merchant(client, "Filtered"))
+    for accept in ("application/json", "application/x-ndjson"):
+        response = client.get(f"/v1/audit/events?{name}=a%00b", headers={**headers, "Accept": accept})
+        assert response.status_code == 400, response.text
+        assert response.json()["code"] == "invalid_request"
+
+
 def test_one_stream_is_read_in_version_order_and_another_merchant_s_stream_is_not_found(
     client: TestClient[Any], merchant: dict[str, Any]
 ) -> None:
