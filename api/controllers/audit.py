@@ -31,7 +31,6 @@ from api.queries import limit_of, query_value
 from api.reads import merchant_rows
 from api.schemas import DigestRead, MismatchRead, VerificationRead
 from domain import limits
-from domain.validation import has_control_characters
 from projections.audit_chain import AuditChainProjection
 
 PROJECTIONS: Final = (AuditChainProjection.default_name,)
@@ -56,9 +55,7 @@ def _trace_of(request: Request[Any, Any, Any]) -> tuple[str | None, str | None]:
     for name, value in (("request_id", request_id), ("causation_id", causation_id)):
         if value is not None and not 1 <= len(value) <= limits.TRACE_ID_LENGTH_MAX:
             raise ApiError(400, "invalid_request", f"{name} must be 1 to {limits.TRACE_ID_LENGTH_MAX} characters.")
-        if value is not None and has_control_characters(value):
-            # No stored id has one (and PostgreSQL text cannot hold NUL): refused, like free text.
-            raise ApiError(400, "invalid_request", f"{name} must not contain control characters.")
+
     return request_id, causation_id
 
 
@@ -80,6 +77,11 @@ class AuditController(Controller):
         raw_limit = query_value(request, "limit")
         page_size = limit_of(request, limits.EVENT_PAGE_SIZE_MAX)
         await wait_for_position(request.app.state, request.headers.get(HEADER), PROJECTIONS)
+        if any(value is not None and "\x00" in value for value in trace):
+            # PostgreSQL text cannot hold NUL, so no stored id has one: nothing matches.
+            if ndjson:
+                return Stream(_prefixed(None, _ndjson(request, merchant_id, after, trace, 0)), media_type=NDJSON)
+            return Response(_ENCODER.encode({"data": [], "next_cursor": None}), media_type="application/json")
         if ndjson:
             total = None if raw_limit is None else page_size
             lines = _ndjson(request, merchant_id, after, trace, total)
