@@ -36,6 +36,7 @@ from domain.errors import (
 )
 from domain.groupcommit import (
     CommitOutcomeUnknownError,
+    CommitterDatabaseUnavailableError,
     CommitterFailedError,
     CommitterUnavailableError,
     ConflictRetriesExhaustedError,
@@ -241,6 +242,9 @@ ERROR_STATUSES: dict[type[Exception], ErrorStatus] = {
     ),
     CommitterUnavailableError: ErrorStatus(
         503, RETRY_AFTER, detail="The committer of this command was being replaced; nothing was applied. Retry."
+    ),
+    CommitterDatabaseUnavailableError: ErrorStatus(
+        503, RETRY_AFTER, detail="The database did not answer. Retry (with the same Idempotency-Key)."
     ),
     CommitterFailedError: ErrorStatus(
         500, detail="The server failed to answer; nothing was applied unless a later read shows it."

@@ -19,7 +19,9 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import Any, Final, get_type_hints
 
+import eventsourcing.persistence
 import msgspec
+import psycopg
 
 from domain.commands import (
     AdjustStock,
@@ -31,7 +33,12 @@ from domain.commands import (
     ReceiveStock,
 )
 from domain.errors import DomainError
-from domain.groupcommit import CommandOutcome, CommitterFailedError, GroupCommitError
+from domain.groupcommit import (
+    CommandOutcome,
+    CommitterDatabaseUnavailableError,
+    CommitterFailedError,
+    GroupCommitError,
+)
 from domain.unit_of_work import AnyCommand
 
 FRAME_BYTES_MAX: Final = 4 * 1024 * 1024
@@ -85,6 +92,14 @@ def _subclasses(base: type[Exception]) -> list[type[Exception]]:
     for sub in base.__subclasses__():
         found.extend(_subclasses(sub))
     return found
+
+
+_CONNECTION_ERRORS = (
+    psycopg.OperationalError,
+    eventsourcing.persistence.OperationalError,
+    eventsourcing.persistence.InterfaceError,
+)
+"""A committer's database connection failing: the batch saved nothing (answered 503, as in-process)."""
 
 
 def _errors() -> dict[str, type[Exception]]:
@@ -161,9 +176,8 @@ def encode_error(request_id: int, error: BaseException) -> bytes:
         except (AttributeError, TypeError):  # an error whose arguments are not kept as attributes
             pass
     description = f"{name}: {error}"
-    answer = Answer(
-        request_id, ERROR, error=CommitterFailedError.__name__, error_arguments={"description": description}
-    )
+    failed = CommitterDatabaseUnavailableError if isinstance(error, _CONNECTION_ERRORS) else CommitterFailedError
+    answer = Answer(request_id, ERROR, error=failed.__name__, error_arguments={"description": description})
     return _frame(_encoder.encode(answer))
 
 

@@ -9,6 +9,7 @@ from domain.groupcommit.cache import AggregateCache
 from domain.groupcommit.committer import BatchObserver, GroupCommitMetrics, GroupCommitter
 from domain.groupcommit.errors import (
     CommitOutcomeUnknownError,
+    CommitterDatabaseUnavailableError,
     CommitterFailedError,
     CommitterUnavailableError,
     ConflictRetriesExhaustedError,
@@ -25,6 +26,7 @@ __all__ = [
     "BatchUnitOfWork",
     "CommandOutcome",
     "CommitOutcomeUnknownError",
+    "CommitterDatabaseUnavailableError",
     "CommitterFailedError",
     "CommitterUnavailableError",
     "ConflictRetriesExhaustedError",

@@ -75,6 +75,21 @@ class CommitterUnavailableError(GroupCommitError):
         self.seconds = seconds
 
 
+class CommitterDatabaseUnavailableError(GroupCommitError):
+    """The committer that ran a forwarded command lost its database connection; nothing was applied.
+
+    The same failure in this process is answered 503 (``api/problems.py``): a batch that
+    fails on its connection saves nothing (a lost commit acknowledgement is told apart by
+    the event store), so a retry may succeed.
+    """
+
+    code = "unavailable"
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
 class CommitterFailedError(GroupCommitError):
     """The committer that ran a forwarded command failed it with an unexpected error.
 

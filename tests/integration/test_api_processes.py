@@ -57,7 +57,8 @@ def test_kill_9_of_daybook_api_takes_its_server_workers_with_it_and_the_port_ser
     first = ApiProcess(database_url, redis_url, tmp_path / "first.log")
     workers = [psutil.Process(pid) for pid in first.pids() - {first.process.pid}]
     assert workers, "the server runs the application in worker processes"
-    first.kill()
+    first.process.send_signal(signal.SIGKILL)  # daybook api alone, not its process group
+    first.process.wait(timeout=10)
 
     def gone() -> bool:
         return not any(worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE for worker in workers)

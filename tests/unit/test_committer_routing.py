@@ -15,12 +15,15 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
+import eventsourcing.persistence
+import psycopg
 import pytest
 
 from adapters.committers import wire
 from adapters.committers.ownership import Owner, PartitionOwnership
 from adapters.committers.peer import CommitterListener
 from adapters.committers.router import CommandRouter
+from api.problems import ERROR_STATUSES
 from domain.application import Daybook
 from domain.commands import CancelOrder, OncePerKey, PlaceOrder, ReceiveStock
 from domain.commands.routing import is_retry_safe, partition_of, partition_of_id, routing_id
@@ -28,6 +31,7 @@ from domain.context import CommandContext
 from domain.errors import OrderAlreadyExistsError, OutOfStockError, Shortage
 from domain.groupcommit import (
     CommitOutcomeUnknownError,
+    CommitterDatabaseUnavailableError,
     CommitterFailedError,
     CommitterUnavailableError,
     GroupCommitter,
@@ -147,6 +151,10 @@ def test_errors_cross_as_their_own_class_with_their_fields_and_anything_else_as_
     failure = crossed(RuntimeError("disk on fire"))
     assert isinstance(failure, CommitterFailedError)
     assert "disk on fire" in str(failure)
+    for dropped in (psycopg.OperationalError("server closed"), eventsourcing.persistence.OperationalError("gone")):
+        unavailable = crossed(dropped)  # the owner's connection failed: nothing saved, 503 as in-process
+        assert isinstance(unavailable, CommitterDatabaseUnavailableError)
+        assert ERROR_STATUSES[CommitterDatabaseUnavailableError].status == 503
     moved = wire.decode_answer(wire.encode_moved(9)[4:])
     assert (moved.id, moved.status, moved.error) == (9, wire.MOVED, None)
 
