@@ -1,6 +1,6 @@
 """Read side: projection lag under a sustained write rate, rebuild speed, each beside the library's runner.
 
-    .venv/bin/python bench/projections.py [--seconds 20] [--rate 2000] [--history 100000]
+    .venv/bin/python bench/projections.py [--seconds 20] [--rate 2000] [--history 100000] [--phases lag,rebuild]
 
 One run, one fresh database on the embedded servers (or DAYBOOK_DATABASE_URL /
 DAYBOOK_REDIS_URL). A writer in this process places one-unit orders through the group
@@ -340,7 +340,7 @@ def rebuild_phase(database_url: str, redis_url: str, daybook: Daybook, history_e
     print(f"(3) rebuild orders over {history:,} events: {history / seconds:,.0f} events/s, process start to swap")
     print(f"    (the command said: {said})")
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("DROP TABLE libinventory_levels_tracking, liborders_tracking, libpayments_tracking")
+        conn.execute("DROP TABLE IF EXISTS libinventory_levels_tracking, liborders_tracking, libpayments_tracking")
         conn.execute("TRUNCATE lib_inventory_levels, lib_orders_view, lib_payments_view")
     library = child([python, str(Path(__file__).resolve()), "--library", database_url], database_url, redis_url)
     caught_s = wait_until(database_url, "SELECT max(notification_id) FROM liborders_tracking", (), history, 900)
@@ -353,6 +353,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=2_000.0, help="events per second written")
     parser.add_argument("--history", type=int, default=100_000, help="events rebuilt in phase (3)")
+    parser.add_argument("--phases", default="lag,rebuild", help="which of lag (1, 2) and rebuild (3) to run")
     parser.add_argument("--library", help=argparse.SUPPRESS)  # the library runner's own process
     args = parser.parse_args()
     if args.library:
@@ -363,8 +364,12 @@ def main() -> None:
     with bench_servers() as (database_url, redis_url):
         daybook = Daybook(env=eventsourcing_env(database_url, Settings()))
         try:
-            lag_phases(database_url, redis_url, daybook, args.seconds, args.rate)
-            rebuild_phase(database_url, redis_url, daybook, args.history)
+            phases = set(args.phases.split(","))
+            if "lag" in phases:
+                lag_phases(database_url, redis_url, daybook, args.seconds, args.rate)
+            if "rebuild" in phases:
+                create_library_tables(database_url)
+                rebuild_phase(database_url, redis_url, daybook, args.history)
         finally:
             daybook.close()
 

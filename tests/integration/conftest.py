@@ -20,6 +20,7 @@ from domain.context import CommandContext
 from projections.audit_digests import DigestSigner
 from projections.registry import every_projection
 from projections.runner import ProjectionRunner
+from tests.conftest import Servers, fresh_database
 
 ADMIN_KEY = "dbk_admin_test_key_for_the_suite"
 SIGNING_KEY = Ed25519PrivateKey.generate()
@@ -95,3 +96,10 @@ def projections_running(database_url: str, api_settings: Settings) -> Iterator[N
     """The projection runner following the session's database in a thread."""
     with running_projections(database_url, api_settings):
         yield
+
+
+@pytest.fixture
+def own_database(servers: Servers) -> Iterator[str]:
+    """A migrated database of the test's own: no other test's runner or committer in it."""
+    with fresh_database(servers) as url:
+        yield url

@@ -24,12 +24,6 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def own_database(servers: Servers) -> Iterator[str]:
-    with fresh_database(servers) as url:
-        yield url
-
-
-@pytest.fixture
 def daybook(own_database: str) -> Iterator[Daybook]:
     with daybook_on(own_database) as app:
         yield app

@@ -17,17 +17,10 @@ from adapters.audit_signing import load_or_create_signing_key, public_key_bytes,
 from domain.application import Daybook
 from projections.audit_chain import AuditChainProjection
 from projections.audit_digests import DigestSigner
-from tests.conftest import fresh_database
 from tests.integration.audit_support import chain_rows, chain_up, daybook_on, some_history
 
 if TYPE_CHECKING:
-    from tests.conftest import Servers
-
-
-@pytest.fixture
-def own_database(servers: Servers) -> Iterator[str]:
-    with fresh_database(servers) as url:
-        yield url
+    pass
 
 
 @pytest.fixture

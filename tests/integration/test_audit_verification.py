@@ -13,19 +13,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from adapters.audit_verification import verify
 from domain.application import Daybook
 from projections.audit_digests import DigestSigner
-from tests.conftest import fresh_database
 from tests.integration.audit_support import chain_rows, chain_up, daybook_on, some_history
 
 if TYPE_CHECKING:
-    from tests.conftest import Servers
+    pass
 
 BUDGET = 6
-
-
-@pytest.fixture
-def own_database(servers: Servers) -> Iterator[str]:
-    with fresh_database(servers) as url:
-        yield url
 
 
 @pytest.fixture

@@ -31,7 +31,6 @@ from projections import compare
 from projections.rebuild import rebuild
 from projections.registry import all_projections, projection_names
 from projections.state import AggregateStateProjection
-from tests.conftest import Servers, fresh_database
 from tests.integration.conftest import ADMIN_KEY, OPERATOR, create_merchant, running_projections
 from tests.integration.serving import ROOT, wait_for
 
@@ -39,12 +38,6 @@ CONTEXT = CommandContext(actor="test:writer", request_id="writer")
 SKUS = [f"SKU-{index}" for index in range(40)]
 _POSITIONS = "SELECT projection, notification_id FROM projection_tracking WHERE projection = ANY(%s)"
 _HEAD = "SELECT coalesce(max(notification_id), 0) FROM daybook_events"
-
-
-@pytest.fixture
-def own_database(servers: Servers) -> Iterator[str]:
-    with fresh_database(servers) as url:
-        yield url
 
 
 @pytest.fixture
