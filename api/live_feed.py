@@ -214,8 +214,11 @@ class FeedHub:
                             pass
             except psycopg.Error:
                 log.warning("live feed reader lost its connection; reconnecting in %.1f s", delay, exc_info=True)
-                self._stopping.wait(delay)
-                delay = min(delay * 2, RECONNECT_SECONDS_MAX)
+            except Exception:
+                # An event it cannot render: never a dead reader; it tries again (and says so) until fixed.
+                log.exception("live feed reader failed after position %d; retrying in %.1f s", cursor, delay)
+            self._stopping.wait(delay)
+            delay = min(delay * 2, RECONNECT_SECONDS_MAX)
 
     def _read_after(self, conn: psycopg.Connection[Any], cursor: int) -> int:
         while True:

@@ -190,11 +190,12 @@ def test_killing_the_owner_mid_load_hands_its_partitions_over_and_loses_no_ackno
         owner.kill()
         killed.set()
         at_kill = len(acknowledged)
-        wait_for(
-            lambda: partition in _owners(database) and _pid_of(_owners(database)[partition][0]) in survivor_pids,
-            timeout_s=15,
-            what="the survivor to own the hot SKU's partition",
-        )
+
+        def survivor_owns() -> bool:
+            owner = _owners(database).get(partition)  # read once: the directory moves between reads
+            return owner is not None and _pid_of(owner[0]) in survivor_pids
+
+        wait_for(survivor_owns, timeout_s=15, what="the survivor to own the hot SKU's partition")
         wait_for(lambda: len(acknowledged) >= at_kill + 200, timeout_s=60, what="orders after the kill")
     finally:
         stop.set()
