@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from litestar.testing import TestClient
+from psycopg_pool import ConnectionPool
 
-from adapters.database import eventsourcing_env
+from adapters.database import connection_pool, eventsourcing_env
 from adapters.settings import Settings
 from api.app import create_app
 from domain.application import Daybook
 from domain.context import CommandContext
+from domain.groupcommit import GroupCommitter
 from projections.audit_digests import DigestSigner
 from projections.registry import every_projection
 from projections.runner import ProjectionRunner
@@ -103,3 +105,26 @@ def own_database(servers: Servers) -> Iterator[str]:
     """A migrated database of the test's own: no other test's runner or committer in it."""
     with fresh_database(servers) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def pool(database_url: str, settings: Settings) -> Iterator[ConnectionPool[Any]]:
+    """A small SQL pool on the session's database, as the API and workers make theirs."""
+    pool = connection_pool(database_url, settings, size=2, name="test")
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="module")
+def daybook(database_url: str, settings: Settings) -> Iterator[Daybook]:
+    """The application on the session's database."""
+    app = Daybook(env=eventsourcing_env(database_url, settings))
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def committer(daybook: Daybook) -> Iterator[GroupCommitter]:
+    """A running group committer of :func:`daybook`."""
+    with GroupCommitter(daybook, name="test") as running:
+        yield running

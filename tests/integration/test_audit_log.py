@@ -21,7 +21,6 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from adapters import audit_log, keys, merchants
-from adapters.database import connection_pool, eventsourcing_env
 from adapters.migrate import migrate
 from adapters.settings import Settings
 from adapters.webhook_inbox import Delivery, store
@@ -43,26 +42,6 @@ _CHAINED_LOGS = (
     "SELECT c.merchant_id, c.request_id FROM audit_chain c JOIN daybook_events e ON e.notification_id = c.position "
     "WHERE e.originator_id = ANY(%s) ORDER BY c.position"
 )
-
-
-@pytest.fixture(scope="module")
-def pool(database_url: str, settings: Settings) -> Iterator[ConnectionPool[Any]]:
-    pool = connection_pool(database_url, settings, size=2, name="test-audit-log")
-    yield pool
-    pool.close()
-
-
-@pytest.fixture(scope="module")
-def daybook(database_url: str, settings: Settings) -> Iterator[Daybook]:
-    app = Daybook(env=eventsourcing_env(database_url, settings))
-    yield app
-    app.close()
-
-
-@pytest.fixture
-def committer(daybook: Daybook) -> Iterator[GroupCommitter]:
-    with GroupCommitter(daybook, name="test-audit-log") as running:
-        yield running
 
 
 def _types(events: list[Any]) -> list[str]:

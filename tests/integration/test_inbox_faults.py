@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -16,8 +15,6 @@ from dramatiq.brokers.stub import StubBroker
 from psycopg_pool import ConnectionPool
 
 from adapters import merchants, webhook_inbox
-from adapters.database import connection_pool, eventsourcing_env
-from adapters.settings import Settings
 from adapters.webhook_inbox import Delivery, store
 from daybook.cli import main as cli_main
 from domain.application import Daybook
@@ -26,26 +23,6 @@ from tests.integration.conftest import OPERATOR
 from workers.inbox import InboxRetryError, process_rows, redrive_parked, sweep_pending
 
 LEASE = timedelta(seconds=60)
-
-
-@pytest.fixture(scope="module")
-def pool(database_url: str, settings: Settings) -> Iterator[ConnectionPool[Any]]:
-    pool = connection_pool(database_url, settings, size=2, name="test-inbox-faults")
-    yield pool
-    pool.close()
-
-
-@pytest.fixture(scope="module")
-def daybook(database_url: str, settings: Settings) -> Iterator[Daybook]:
-    app = Daybook(env=eventsourcing_env(database_url, settings))
-    yield app
-    app.close()
-
-
-@pytest.fixture
-def committer(daybook: Daybook) -> Iterator[GroupCommitter]:
-    with GroupCommitter(daybook, name="test-inbox-faults") as running:
-        yield running
 
 
 def _merchant(pool: ConnectionPool[Any], app: Daybook, name: str) -> UUID:

@@ -9,15 +9,12 @@ Nothing one merchant's endpoint receives slows another's.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-import pytest
 from litestar.testing import TestClient
 from psycopg_pool import ConnectionPool
 
-from adapters.database import connection_pool
 from adapters.gateways.secrets import generate_secret
 from adapters.settings import Settings
 from api.app import create_app
@@ -40,13 +37,6 @@ def _forged(merchant: dict[str, Any]) -> Delivery:
 
 def _post(client: TestClient[Any], delivery: Delivery) -> Any:
     return client.post(delivery.path, content=delivery.body, headers=delivery.headers)
-
-
-@pytest.fixture(scope="module")
-def pool(database_url: str, settings: Settings) -> Iterator[ConnectionPool[Any]]:
-    pool = connection_pool(database_url, settings, size=2, name="test-cost")
-    yield pool
-    pool.close()
 
 
 def test_forged_deliveries_past_the_burst_are_429_before_verification_and_other_endpoints_are_untouched(

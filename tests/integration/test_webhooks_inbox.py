@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -15,34 +14,12 @@ from psycopg_pool import ConnectionPool
 
 from adapters import merchants
 from adapters.broker import PROCESS_INBOX_ACTOR
-from adapters.database import connection_pool, eventsourcing_env
-from adapters.settings import Settings
 from adapters.webhook_inbox import Delivery, store
 from domain.application import Daybook
 from domain.gateway import payment_id
 from domain.groupcommit import GroupCommitter
 from tests.integration.conftest import OPERATOR
 from workers.inbox import InboxRetryError, process_rows, sweep_pending
-
-
-@pytest.fixture(scope="module")
-def pool(database_url: str, settings: Settings) -> Iterator[ConnectionPool[Any]]:
-    pool = connection_pool(database_url, settings, size=2, name="test-inbox")
-    yield pool
-    pool.close()
-
-
-@pytest.fixture(scope="module")
-def daybook(database_url: str, settings: Settings) -> Iterator[Daybook]:
-    app = Daybook(env=eventsourcing_env(database_url, settings))
-    yield app
-    app.close()
-
-
-@pytest.fixture
-def committer(daybook: Daybook) -> Iterator[GroupCommitter]:
-    with GroupCommitter(daybook, name="test-inbox") as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
