@@ -38,6 +38,10 @@ def wait_for(condition: Callable[[], T | None], *, timeout_s: float, what: str) 
         time.sleep(0.1)
 
 
+SERVING_LINE = "Daybook is serving on"
+"""What ``daybook serve`` prints once its supervisor found every part ready."""
+
+
 class ServeProcess:
     """``daybook serve`` in a directory of its own, on the embedded servers."""
 
@@ -60,9 +64,16 @@ class ServeProcess:
         self.env = env
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = directory / "serve.log"
+        self._serving_lines = 0
 
     def start(self) -> None:
-        """Starts the process (in a process group of its own, as a shell does); waits for ``/readyz`` 200."""
+        """Starts the process (in a process group of its own, as a shell does); waits until it serves.
+
+        Serving is ``/readyz`` 200 and the supervisor saying so: the API can answer before
+        the supervisor's own readiness check has passed, and a child that dies in between
+        stops ``daybook serve`` instead of being restarted.
+        """
+        self._serving_lines = self._serving_count()
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "daybook", "serve", "--port", str(self.port)],
@@ -79,9 +90,15 @@ class ServeProcess:
         if self.process.poll() is not None:
             raise AssertionError(f"daybook serve exited early:\n{self.log_path.read_text()[-4000:]}")
         try:
-            return httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200
+            ready = httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
+        return ready and self._serving_count() > self._serving_lines
+
+    def _serving_count(self) -> int:
+        if not self.log_path.exists():
+            return 0
+        return self.log_path.read_text(errors="replace").count(SERVING_LINE)
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout_s: float = 60) -> int:
         """Sends ``sig`` and returns the exit code."""
