@@ -25,7 +25,6 @@ One run, one database:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import sys
 import time
@@ -46,12 +45,11 @@ from adapters.database import eventsourcing_env
 from adapters.event_store import MsgspecMapper
 from adapters.runtime import tune_gc
 from adapters.settings import Settings
-from bench.common import Figures, api_process, bench_servers, create_merchant
+from bench.common import Figures, api_process, bench_servers, create_merchant, place_orders_in_process
 from domain import limits
 from domain.application import Daybook
 from domain.commands import PlaceOrder, ReceiveStock
 from domain.context import CommandContext
-from domain.errors import OutOfStockError
 from domain.groupcommit import GroupCommitter
 from domain.inventory import InventoryItem, inventory_item_id
 from domain.money import Money
@@ -180,25 +178,7 @@ def hot_path(database_url: str, seconds: float, clients: int, *, snapshots: bool
     committer.start()
     line = (OrderLine("HOT-1", 1, Money(500, "EUR")),)
 
-    async def buyer(deadline: float) -> None:
-        while time.monotonic() < deadline:
-            started = time.perf_counter()
-            try:
-                await committer.submit_async(PlaceOrder(CONTEXT, merchant_id, uuid.uuid4(), line, "EUR"))
-                figures.succeeded += 1
-            except OutOfStockError:
-                figures.refused += 1
-            except Exception:
-                figures.errors += 1
-            figures.latencies_s.append(time.perf_counter() - started)
-
-    async def run() -> None:
-        deadline = time.monotonic() + seconds
-        started = time.perf_counter()
-        await asyncio.gather(*(buyer(deadline) for _ in range(clients)))
-        figures.seconds = time.perf_counter() - started
-
-    asyncio.run(run())
+    place_orders_in_process(committer, CONTEXT, merchant_id, line, seconds, clients, figures)
     committer.stop()
     if app.snapshotting is not None:
         app.snapshotting.writer.flush(60)

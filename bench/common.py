@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -24,6 +25,11 @@ from adapters.migrate import migrate
 from adapters.settings import Settings
 from daybook.embedded import embedded_servers
 from domain.application import Daybook
+from domain.commands import PlaceOrder
+from domain.context import CommandContext
+from domain.errors import OutOfStockError
+from domain.groupcommit import GroupCommitter
+from domain.orders import OrderLine
 
 BENCH_HOME = Path(".daybook/bench")
 ADMIN_KEY = "dbk_admin_bench_key"
@@ -175,3 +181,35 @@ def check_replayed_total(
         )
     finally:
         app.close()
+
+
+def place_orders_in_process(
+    committer: GroupCommitter,
+    context: CommandContext,
+    merchant_id: uuid.UUID,
+    lines: tuple[OrderLine, ...],
+    seconds: float,
+    clients: int,
+    figures: Figures,
+) -> None:
+    """``clients`` asyncio callers placing orders of ``lines`` through the committer for ``seconds``."""
+
+    async def buyer(deadline: float) -> None:
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            try:
+                await committer.submit_async(PlaceOrder(context, merchant_id, uuid.uuid4(), lines, "EUR"))
+                figures.succeeded += 1
+            except OutOfStockError:
+                figures.refused += 1
+            except Exception:
+                figures.errors += 1
+            figures.latencies_s.append(time.perf_counter() - started)
+
+    async def run() -> None:
+        deadline = time.monotonic() + seconds
+        started = time.perf_counter()
+        await asyncio.gather(*(buyer(deadline) for _ in range(clients)))
+        figures.seconds = time.perf_counter() - started
+
+    asyncio.run(run())

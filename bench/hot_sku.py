@@ -33,11 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adapters.database import eventsourcing_env
 from adapters.runtime import tune_gc
 from adapters.settings import Settings
-from bench.common import Figures, api_process, bench_servers, check_replayed, create_merchant
+from bench.common import Figures, api_process, bench_servers, check_replayed, create_merchant, place_orders_in_process
 from domain.application import Daybook
 from domain.commands import PlaceOrder, ReceiveStock
 from domain.context import CommandContext
-from domain.errors import OutOfStockError
 from domain.groupcommit import GroupCommitter
 from domain.money import Money
 from domain.orders import OrderLine
@@ -138,25 +137,7 @@ def batcher(database_url: str, seconds: float, clients: int) -> Figures:
     committer.start()
     tune_gc()  # as `daybook api` does at start-up
 
-    async def buyer(deadline: float) -> None:
-        while time.monotonic() < deadline:
-            started = time.perf_counter()
-            try:
-                await committer.submit_async(PlaceOrder(CONTEXT, merchant_id, uuid.uuid4(), LINE, "EUR"))
-                figures.succeeded += 1
-            except OutOfStockError:
-                figures.refused += 1
-            except Exception:
-                figures.errors += 1
-            figures.latencies_s.append(time.perf_counter() - started)
-
-    async def run() -> None:
-        deadline = time.monotonic() + seconds
-        started = time.perf_counter()
-        await asyncio.gather(*(buyer(deadline) for _ in range(clients)))
-        figures.seconds = time.perf_counter() - started
-
-    asyncio.run(run())
+    place_orders_in_process(committer, CONTEXT, merchant_id, LINE, seconds, clients, figures)
     committer.stop()
     app.close()
     figures.check = check_replayed(database_url, merchant_id, Counter({"HOT-1": figures.succeeded}))
