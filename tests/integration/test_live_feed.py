@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +46,22 @@ class Reading:
     comments: list[str] = field(default_factory=list)
 
 
+@contextmanager
+def _stream_admitted(base_url: str, headers: dict[str, str]) -> Iterator[httpx.Response]:
+    """Opens the stream as an SSE client does: a 429 is retried (the server gives the slot of
+    a connection the client just closed back once it notices the close)."""
+    deadline = time.monotonic() + 15
+    while True:
+        with httpx.stream("GET", f"{base_url}/v1/events/stream", headers=headers, timeout=10) as response:
+            if response.status_code == 429 and time.monotonic() < deadline:
+                response.read()
+                time.sleep(0.2)
+                continue
+            assert response.status_code == 200, response.read()
+            yield response
+            return
+
+
 def read_stream(
     base_url: str,
     key: str,
@@ -59,8 +77,7 @@ def read_stream(
         headers["Last-Event-ID"] = str(last_event_id)
     reading = Reading()
     fields: dict[str, str] = {}
-    with httpx.stream("GET", f"{base_url}/v1/events/stream", headers=headers, timeout=10) as response:
-        assert response.status_code == 200, response.read()
+    with _stream_admitted(base_url, headers) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
             if line.startswith(":"):
