@@ -7,11 +7,18 @@ JSON (``domain.audit.canonical_json``) written by msgspec: the same bytes (sorte
 no spaces, UTF-8 as itself, the same escapes; checked by a property test), several times
 faster. Exported NDJSON lines are the canonical JSON of the whole event, so that a line
 can be hashed again without guessing how it was written.
+
+The chain keeps the canonical bytes it hashed (its ``shape``) and the digest of the
+stored event they were made from (:func:`stored_digest`, ``schema/0014``): while the
+stored event is unchanged, an exported line is that shape with the hash fields put in
+(:func:`line_of_shape`), without decoding the event again.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Final
+from uuid import UUID
 
 import msgspec
 from eventsourcing.persistence import Mapper, StoredEvent
@@ -61,6 +68,52 @@ def with_hashes(shape: dict[str, Any], hash_hex: str, prev_hash: str) -> dict[st
     event["hash"] = hash_hex
     event["prev_hash"] = prev_hash
     return event
+
+
+def stored_digest(stored: StoredEvent) -> bytes:
+    """The digest of a stored event that its chain row keeps (the SQL of ``schema/0014`` computes the same).
+
+    ``sha256(originator id (16 bytes) ‖ version (8 bytes, big-endian, signed) ‖ topic (UTF-8) ‖ 0x00 ‖ state)``.
+    """
+    originator_id = stored.originator_id
+    if not isinstance(originator_id, UUID):
+        originator_id = UUID(str(originator_id))
+    prefix = originator_id.bytes + stored.originator_version.to_bytes(8, "big", signed=True)
+    return hashlib.sha256(prefix + stored.topic.encode() + b"\0" + stored.state).digest()
+
+
+_METADATA_KEY: Final = b',"metadata":{'
+_STREAM_ID_KEY: Final = b',"stream_id":"'
+
+
+def line_of_shape(shape: bytes, hash_hex: str, prev_hash: str) -> bytes:
+    """The export line of a chained ``shape`` (canonical JSON without hash fields) and its hash fields.
+
+    The same bytes as ``ndjson_line(with_hashes(decode(shape), hash_hex, prev_hash))``
+    (a property test checks it), written by putting ``"hash"`` before the top-level
+    ``"metadata"`` and ``"prev_hash"`` before ``"stream_id"``, the keys that follow them in
+    sorted order. The top-level keys are the last of their name: after ``metadata``
+    (strings only) come only strings and numbers. A shape not of that form (changed
+    in the table) is decoded and written whole.
+    """
+    metadata_at = shape.rfind(_METADATA_KEY)
+    stream_id_at = shape.rfind(_STREAM_ID_KEY)
+    if not 0 < metadata_at < stream_id_at or not shape.startswith(b'{"data":'):
+        return ndjson_line(with_hashes(_DECODER.decode(shape), hash_hex, prev_hash))
+    return b"".join(
+        (
+            shape[:metadata_at],
+            b',"hash":"',
+            hash_hex.encode(),
+            b'"',
+            shape[metadata_at:stream_id_at],
+            b',"prev_hash":"',
+            prev_hash.encode(),
+            b'"',
+            shape[stream_id_at:],
+            b"\n",
+        )
+    )
 
 
 def ndjson_line(event: dict[str, Any]) -> bytes:

@@ -6,6 +6,13 @@ whoever calls them (the API's read role, or the CLI as the owner). Pages are key
 position (or, for one stream, the version), each a short query, so a long export holds
 no connection between pages and keeps constant memory.
 
+While a stored event is unchanged since it was chained (its digest is the one the chain
+row keeps, ``schema/0014``) and the chain's canonical bytes of it (``shape``) are still
+those its stored hash was made of, the functions give that shape instead of the state,
+and an exported line is made from it without decoding the event (:func:`exported_line`);
+otherwise the event is decoded through the mapper. Either way the line is the stored
+event with the stored chain fields: a change to the chain's shapes shows nowhere.
+
 An event the store cannot give back (deleted, or whose state no longer decodes) is
 exported as its position, stream, version, chain fields and an ``error``: verifying the
 export then names that position.
@@ -22,7 +29,7 @@ from uuid import UUID
 from eventsourcing.persistence import Mapper, StoredEvent
 from psycopg import Connection, sql
 
-from adapters.audit_events import stored_event_shape, with_hashes
+from adapters.audit_events import decode_line, line_of_shape, ndjson_line, stored_event_shape, with_hashes
 from domain.events import format_time
 
 MISSING: Final = "the chained event is not in the event store (deleted)"
@@ -41,7 +48,10 @@ _DIGEST = sql.SQL(
 )
 _HEAD = sql.SQL("SELECT position, events FROM audit_chain_heads WHERE merchant_id = %s")
 
-Row = tuple[int, UUID, int, bytes, bytes, str | None, bytes | None]
+ChainedRow = tuple[int, UUID, int, bytes, bytes, str | None, bytes | None]
+"""A chained event and its stored event: position, stream, version, hash, prev hash, topic, state."""
+Row = tuple[int, UUID, int, bytes, bytes, str | None, bytes | None, bytes | None]
+"""A row of the read functions: a :data:`ChainedRow` and the chain's shape (when the stored event is unchanged)."""
 
 
 @contextmanager
@@ -52,8 +62,25 @@ def merchant_scope(conn: Connection[Any], merchant_id: UUID) -> Iterator[Connect
         yield conn
 
 
-def exported(mapper: Mapper[Any], row: Row) -> dict[str, Any]:
-    """One row of the view as an exported event (with its stored chain fields)."""
+def exported_line(mapper: Mapper[Any], row: Row) -> bytes:
+    """One row of the read functions as an export line (from the chain's shape while the event is unchanged)."""
+    shape = row[7]
+    if shape is not None:
+        return line_of_shape(bytes(shape), bytes(row[3]).hex(), bytes(row[4]).hex())
+    return ndjson_line(exported(mapper, row[:7]))
+
+
+def exported_event(mapper: Mapper[Any], row: Row) -> dict[str, Any]:
+    """One row of the read functions as an exported event (from the chain's shape while the event is unchanged)."""
+    shape = row[7]
+    if shape is not None:
+        event: dict[str, Any] = decode_line(bytes(shape))
+        return with_hashes(event, bytes(row[3]).hex(), bytes(row[4]).hex())
+    return exported(mapper, row[:7])
+
+
+def exported(mapper: Mapper[Any], row: ChainedRow) -> dict[str, Any]:
+    """A chained event as exported, decoded from its stored state (with its stored chain fields)."""
     position, stream_id, version, chained_hash, prev_hash, topic, state = row
     hashes = bytes(chained_hash).hex(), bytes(prev_hash).hex()
     if state is None or topic is None:
@@ -85,18 +112,22 @@ def event_rows(
     causation_id: str | None = None,
 ) -> list[Row]:
     """The scoped merchant's chained events after ``after``, optionally of one request and/or cause."""
+    parameters: tuple[str | int, ...]
     if request_id is not None and causation_id is not None:
-        return conn.execute(_BY_BOTH, (request_id, causation_id, after, limit), prepare=True).fetchall()
-    if request_id is not None:
-        return conn.execute(_BY_REQUEST, (request_id, after, limit), prepare=True).fetchall()
-    if causation_id is not None:
-        return conn.execute(_BY_CAUSATION, (causation_id, after, limit), prepare=True).fetchall()
-    return conn.execute(_EVENTS, (after, limit), prepare=True).fetchall()
+        query, parameters = _BY_BOTH, (request_id, causation_id, after, limit)
+    elif request_id is not None:
+        query, parameters = _BY_REQUEST, (request_id, after, limit)
+    elif causation_id is not None:
+        query, parameters = _BY_CAUSATION, (causation_id, after, limit)
+    else:
+        query, parameters = _EVENTS, (after, limit)
+    # Binary results: bytea comes as it is stored (no hex to parse), about a quarter faster a page.
+    return conn.execute(query, parameters, prepare=True, binary=True).fetchall()
 
 
 def stream_rows(conn: Connection[Any], stream_id: UUID, after_version: int, limit: int) -> list[Row]:
     """One stream's chained events (of the scoped merchant) after ``after_version``."""
-    return conn.execute(_STREAM, (stream_id, after_version, limit), prepare=True).fetchall()
+    return conn.execute(_STREAM, (stream_id, after_version, limit), prepare=True, binary=True).fetchall()
 
 
 def stream_exists(conn: Connection[Any], stream_id: UUID) -> bool:

@@ -285,18 +285,34 @@ def cli_export(database_url: str, redis_url: str, merchant_id: uuid.UUID, out: P
     return time.monotonic() - started
 
 
+# The plain export decodes every stored event (it reads the states, never the chain's shapes).
+_PLAIN_PAGE = (
+    "SELECT c.position, c.stream_id, c.version, c.hash, c.prev_hash, e.topic, e.state FROM audit_chain c "
+    "LEFT JOIN daybook_events e ON e.notification_id = c.position AND e.notification_id > %(after)s "
+    "WHERE c.merchant_id = %(merchant)s AND c.position > %(after)s ORDER BY c.position LIMIT 2000"
+)
+
+
 def plain_export(app: Daybook, database_url: str, merchant_id: uuid.UUID, out: Path, limit: int) -> tuple[int, float]:
     started, written, position = time.monotonic(), 0, 0
     with psycopg.connect(database_url, autocommit=True) as conn, out.open("wb") as file:
         while written < limit:
-            with audit_store.merchant_scope(conn, merchant_id):
-                rows = audit_store.event_rows(conn, position, 2_000)
+            rows = conn.execute(_PLAIN_PAGE, {"merchant": merchant_id, "after": position}, prepare=True).fetchall()
             if not rows:
                 break
             for row in rows:
                 file.write(plain_canonical(audit_store.exported(app.mapper, row)) + b"\n")
             written, position = written + len(rows), rows[-1][0]
     return written, time.monotonic() - started
+
+
+def same_events(ours: Path, plain: Path, every: int = 100) -> str:
+    """Whether every ``every``-th line of both exports is the same event (ours read from the chain's shapes)."""
+    with ours.open("rb") as a, plain.open("rb") as b:
+        for number, (line, plain_line) in enumerate(zip(a, b, strict=True)):
+            if number % every == 0 and json.loads(line) != json.loads(plain_line):
+                return f"DIFFERENT EVENT at line {number + 1}"
+    return f"same events as ours (every {every}th line compared)"
 
 
 def plain_verify(path: Path) -> tuple[int, bool]:
@@ -376,6 +392,11 @@ def main() -> None:
             directory / "cli.ndjson",
             directory / "plain.ndjson",
         )
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            # What autovacuum does soon after a bulk load in a deployment: statistics for the
+            # planner (without them a page of the export may be planned as a sort of the rest).
+            conn.execute("ANALYZE daybook_events")
+            conn.execute("ANALYZE audit_chain")
         seconds = http_export(base_url, merchant["auditor_key"], http_file)
         exported = sum(1 for _ in http_file.open("rb"))
         lines.append(row("(3) export, ours: GET /v1/audit/events NDJSON (api process)", exported, seconds))
@@ -389,7 +410,8 @@ def main() -> None:
             )
         )
         count, seconds = plain_export(app, database_url, merchant_id, plain_file, exported)
-        lines.append(row("(3) export, plain: same pages, json.dumps(sort_keys) per line", count, seconds))
+        same = same_events(cli_file, plain_file)
+        lines.append(row("(3) export, plain: same pages, json.dumps(sort_keys) per line", count, seconds, same))
         print("\n".join(lines[-3:]), flush=True)
 
         started = time.monotonic()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,6 @@ import psycopg
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from adapters import audit_store
-from adapters.audit_events import ndjson_line
 from adapters.database import eventsourcing_env
 from adapters.settings import Settings
 from daybook.embedded import embedded_servers
@@ -75,16 +75,23 @@ def _export(
 ) -> ExportReport:
     head, _ = audit_store.chain_head(conn, merchant_id)
     started, written, position = time.monotonic(), 0, after
-    with progress_bar() as bar, out.open("ab") as file:
+
+    def page(after: int) -> list[audit_store.Row]:
+        with audit_store.merchant_scope(conn, merchant_id):
+            rows = audit_store.event_rows(conn, after, EXPORT_BATCH_SIZE)
+        return [row for row in rows if row[0] <= head]
+
+    # The next page is read (PostgreSQL working, the rows parsed) while this one is written.
+    with progress_bar() as bar, out.open("ab") as file, ThreadPoolExecutor(1, "export-reader") as reader:
         task = bar.add_task(f"export {merchant_id}", total=max(head, 1), completed=after, done="")
-        while position < head:
-            with audit_store.merchant_scope(conn, merchant_id):
-                rows = audit_store.event_rows(conn, position, EXPORT_BATCH_SIZE)
-            rows = [row for row in rows if row[0] <= head]
+        reading = reader.submit(page, position) if position < head else None
+        while reading is not None:
+            rows = reading.result()
             if not rows:
                 break
-            file.write(b"".join(ndjson_line(audit_store.exported(app.mapper, row)) for row in rows))
             written, position = written + len(rows), rows[-1][0]
+            reading = reader.submit(page, position) if position < head else None
+            file.write(b"".join(audit_store.exported_line(app.mapper, row) for row in rows))
             rate = written / max(time.monotonic() - started, 1e-9)
             bar.update(task, completed=position, done=f"{written:,} events, {rate:,.0f} events/s")
         bar.update(task, completed=max(head, 1))

@@ -2,13 +2,14 @@
 
 A batch hashes its events merchant by merchant, each from the hash of the merchant's
 previous event (kept across batches; read from the table after a restart or a rollback),
-COPYs the rows, moves each merchant's head (``audit_chain_heads``), signs the digests
-that fell due (``projections/audit_digests.py``) and, in the same transaction as the
-rows and the tracking position,
-notifies ``daybook_audit_chain`` with the batch's last position, so that a live feed
-wakes when a batch is visible. The chain never skips an event: an event that cannot be
-decoded is not set aside (it has no key here) and stops the chain at it until it is
-fixed, which ``/readyz`` reports as lag.
+COPYs the rows (with the canonical bytes each hash was made of and the digest of the
+stored event they were made from, ``schema/0014``: what an export reads while the stored
+event is unchanged), moves each merchant's head (``audit_chain_heads``), signs the
+digests that fell due (``projections/audit_digests.py``) and, in the same transaction as
+the rows and the tracking position, notifies ``daybook_audit_chain`` with the batch's
+last position, so that a live feed wakes when a batch is visible. The chain never skips
+an event: an event that cannot be decoded is not set aside (it has no key here) and
+stops the chain at it until it is fixed, which ``/readyz`` reports as lag.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
 from psycopg import sql
 
-from adapters.audit_events import canonical, event_shape
+from adapters.audit_events import canonical, event_shape, stored_digest
 from domain.audit import GENESIS_HASH
 from domain.events import DaybookEvent
 from projections.audit_digests import DigestSigner, Head
@@ -36,8 +37,19 @@ GENESIS: Final = bytes.fromhex(GENESIS_HASH)
 LAST_HASHES_MAX: Final = 100_000
 """Merchants whose last hash is remembered between batches (the others are read again)."""
 
-_COLUMNS = ("position", "merchant_id", "stream_id", "version", "hash", "prev_hash", "request_id", "causation_id")
-_TYPES = ("int8", "uuid", "uuid", "int8", "bytea", "bytea", "text", "text")
+_COLUMNS = (
+    "position",
+    "merchant_id",
+    "stream_id",
+    "version",
+    "hash",
+    "prev_hash",
+    "request_id",
+    "causation_id",
+    "shape",
+    "stored_digest",
+)
+_TYPES = ("int8", "uuid", "uuid", "int8", "bytea", "bytea", "text", "text", "bytea", "bytea")
 _LAST_HASHES = sql.SQL("SELECT merchant_id, hash FROM audit_chain_heads WHERE merchant_id = ANY(%s)")
 _ADVANCE_HEADS = sql.SQL(
     "INSERT INTO audit_chain_heads AS h (merchant_id, position, hash, events) "
@@ -48,7 +60,7 @@ _ADVANCE_HEADS = sql.SQL(
 )
 _NOTIFY = sql.SQL("SELECT pg_notify({}, %s)").format(sql.Literal(NOTIFY_CHANNEL))
 
-Row = tuple[int, UUID, UUID, int, bytes, bytes, str | None, str | None]
+Row = tuple[int, UUID, UUID, int, bytes, bytes, str | None, str | None, bytes, bytes]
 """One chain row, in the order of ``_COLUMNS``."""
 
 
@@ -139,6 +151,7 @@ class AuditChainProjection:
         rows: list[Row] = []
         chained: dict[UUID, tuple[int, bytes, int]] = {}
         last = self._last
+        to_stored_event = self.app.mapper.to_stored_event
         for position, event in events:
             if isinstance(event, Undecodable):
                 raise PoisonEventError(f"position {position}: {event.error}")
@@ -146,7 +159,8 @@ class AuditChainProjection:
                 continue  # not a merchant's event (none are today): nothing to chain it into
             merchant_id = event.merchant_id
             prev_hash = last[merchant_id]
-            event_hash = hashlib.sha256(prev_hash + canonical(event_shape(position, event))).digest()
+            shape = canonical(event_shape(position, event))
+            event_hash = hashlib.sha256(prev_hash + shape).digest()
             last[merchant_id] = event_hash
             last.move_to_end(merchant_id)
             metadata = event.metadata
@@ -160,6 +174,8 @@ class AuditChainProjection:
                     prev_hash,
                     metadata.get("request_id"),
                     metadata.get("causation_id"),
+                    shape,
+                    stored_digest(to_stored_event(event)),
                 )
             )
             count = chained[merchant_id][2] if merchant_id in chained else 0

@@ -8,6 +8,7 @@ checkpoint as the owner (``adapters/audit_verification.py``).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -20,7 +21,6 @@ from litestar.params import FromPath
 from litestar.response import Stream
 
 from adapters import audit_store
-from adapters.audit_events import ndjson_line
 from adapters.audit_verification import verify
 from api.auth import merchant_or_auditor
 from api.commands import merchant_of
@@ -104,7 +104,7 @@ class AuditController(Controller):
             with merchant_rows(state.read_pool, merchant_id) as conn:
                 rows = audit_store.stream_rows(conn, stream_id, after_version, page_size + 1)
                 exists = bool(rows) or (after_version > 0 and audit_store.stream_exists(conn, stream_id))
-            return [audit_store.exported(state.daybook.mapper, row) for row in rows], exists
+            return [audit_store.exported_event(state.daybook.mapper, row) for row in rows], exists
 
         events, exists = await anyio.to_thread.run_sync(read)
         if not exists:
@@ -158,7 +158,7 @@ def _page(
     state = request.app.state
     with merchant_rows(state.read_pool, merchant_id) as conn:
         rows = audit_store.event_rows(conn, after, limit, request_id=trace[0], causation_id=trace[1])
-    return [audit_store.exported(state.daybook.mapper, row) for row in rows]
+    return [audit_store.exported_event(state.daybook.mapper, row) for row in rows]
 
 
 async def _prefixed(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -177,7 +177,11 @@ async def _ndjson(
     trace: tuple[str | None, str | None],
     total: int | None,
 ) -> AsyncIterator[bytes]:
-    """Every event after ``after`` (at most ``total``), a keyset page per query, one line each."""
+    """Every event after ``after`` (at most ``total``), a keyset page per query, one line each.
+
+    The next page is read (in a thread, on a pooled connection) while the current one is
+    sent: at most two pages are held, whatever the length of the export.
+    """
     state = request.app.state
     mapper = state.daybook.mapper
     sent = 0
@@ -185,14 +189,25 @@ async def _ndjson(
     def chunk(after: int, size: int) -> tuple[bytes, int, int]:
         with merchant_rows(state.read_pool, merchant_id) as conn:
             rows = audit_store.event_rows(conn, after, size, request_id=trace[0], causation_id=trace[1])
-        lines = b"".join(ndjson_line(audit_store.exported(mapper, row)) for row in rows)
+        lines = b"".join(audit_store.exported_line(mapper, row) for row in rows)
         return lines, len(rows), rows[-1][0] if rows else after
 
-    while total is None or sent < total:
-        size = limits.AUDIT_EXPORT_PAGE_SIZE if total is None else min(limits.AUDIT_EXPORT_PAGE_SIZE, total - sent)
-        lines, count, after = await anyio.to_thread.run_sync(chunk, after, size)
-        if lines:
-            yield lines
-        sent += count
-        if count < size:
-            return
+    def page_size() -> int:
+        return limits.AUDIT_EXPORT_PAGE_SIZE if total is None else min(limits.AUDIT_EXPORT_PAGE_SIZE, total - sent)
+
+    size = page_size()
+    reading = asyncio.ensure_future(anyio.to_thread.run_sync(chunk, after, size))
+    try:
+        while True:
+            lines, count, after = await reading
+            sent += count
+            more = count == size and (total is None or sent < total)
+            if more:
+                size = page_size()
+                reading = asyncio.ensure_future(anyio.to_thread.run_sync(chunk, after, size))
+            if lines:
+                yield lines
+            if not more:
+                return
+    finally:
+        reading.cancel()  # the client left: a page being read is let go (its connection goes back to the pool)

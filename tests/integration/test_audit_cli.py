@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adapters import audit_store
 from adapters.audit_signing import public_key_bytes, sign_digest
 from daybook.audit_cli import load_digest, verify_file
 from daybook.cli import main
@@ -139,11 +140,62 @@ def test_a_byte_changed_in_a_stored_event_is_reported_by_the_offline_verify_at_i
             "overlay(state placing '7'::bytea from position('Zo'::bytea in state) + 4) WHERE notification_id = %s",
             (placed,),
         )
+    rows = {row[0]: row for row in read_rows(own_database, merchant_id)}
+    assert rows[placed][7] is None, "a stored event changed since it was chained is read from its state"
     out = tmp_path / "tampered.ndjson"
     export(own_database, redis_url, merchant_id, out)
     assert len(out.read_bytes().splitlines()) >= 3
     assert first_bad_position(verify(out)) == placed
     assert placed < position
+
+
+def read_rows(database_url: str, merchant_id: uuid.UUID) -> list[audit_store.Row]:
+    with psycopg.connect(database_url, autocommit=True) as conn, audit_store.merchant_scope(conn, merchant_id):
+        return audit_store.event_rows(conn, 0, 10_000)
+
+
+def test_an_export_made_from_the_chain_s_shapes_has_the_bytes_of_one_decoded_from_the_stored_events(
+    daybook: Daybook, own_database: str, redis_url: str, tmp_path: Path
+) -> None:
+    merchant_id = uuid.uuid4()
+    some_history(daybook, merchant_id, 4)
+    chain(daybook, own_database)
+    rows = read_rows(own_database, merchant_id)
+    assert rows
+    assert all(row[7] is not None and row[6] is None for row in rows), "every unchanged event is read as its shape"
+    from_shapes = tmp_path / "shapes.ndjson"
+    export(own_database, redis_url, merchant_id, from_shapes)
+    with psycopg.connect(own_database) as conn:
+        conn.execute("UPDATE audit_chain SET shape = NULL WHERE merchant_id = %s", (merchant_id,))
+    assert all(row[7] is None and row[6] is not None for row in read_rows(own_database, merchant_id))
+    decoded = tmp_path / "decoded.ndjson"
+    export(own_database, redis_url, merchant_id, decoded)
+    assert from_shapes.read_bytes() == decoded.read_bytes()
+    assert verify(from_shapes).exit_code == 0
+
+
+def test_a_chained_shape_changed_in_the_table_is_not_exported(
+    daybook: Daybook, own_database: str, redis_url: str, tmp_path: Path
+) -> None:
+    merchant_id = uuid.uuid4()
+    some_history(daybook, merchant_id, 3)
+    chain(daybook, own_database)
+    before = tmp_path / "before.ndjson"
+    export(own_database, redis_url, merchant_id, before)
+    with psycopg.connect(own_database) as conn:
+        (changed,) = conn.execute(
+            "UPDATE audit_chain SET shape = overlay(shape placing '7'::bytea from position('Zo'::bytea in shape) + 4) "
+            "WHERE position = (SELECT max(position) FROM audit_chain WHERE merchant_id = %s "
+            "AND position('Zo'::bytea in shape) > 0) RETURNING position",
+            (merchant_id,),
+        ).fetchone() or (0,)
+    rows = {row[0]: row for row in read_rows(own_database, merchant_id)}
+    assert rows[changed][7] is None, "its shape is not used"
+    assert rows[changed][6] is not None, "it is read from its stored state"
+    after = tmp_path / "after.ndjson"
+    export(own_database, redis_url, merchant_id, after)
+    assert after.read_bytes() == before.read_bytes()
+    assert verify(after).exit_code == 0
 
 
 def test_an_event_deleted_from_the_store_is_reported_at_its_position(

@@ -17,6 +17,7 @@ from adapters.settings import Settings
 from api.app import create_app
 from api.openapi_operations import OPERATIONS
 from daybook.audit_cli import verify_file
+from domain import limits
 from domain.audit import GENESIS_HASH, ChainVerifier
 from tests.conftest import fresh_database
 from tests.integration.conftest import create_merchant, running_projections
@@ -122,6 +123,38 @@ def test_ndjson_streams_every_event_as_its_canonical_json_one_per_line(
     assert lines == canonical
     assert len(ndjson(client, headers, "?limit=3")) == 3
     assert [json.loads(line) for line in ndjson(client, headers, f"?after={parsed[2]['position']}")] == parsed[3:]
+
+
+def test_ndjson_read_a_few_rows_a_page_gives_every_event_once_in_order(
+    client: TestClient[Any], merchant: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = {**auditor(merchant), **chained_up_to(client, merchant["position"])}
+    whole = ndjson(client, headers)
+    monkeypatch.setattr(limits, "AUDIT_EXPORT_PAGE_SIZE", 2)  # many pages, each read while the one before is sent
+    assert ndjson(client, headers) == whole
+    assert ndjson(client, headers, "?limit=5") == whole[:5]
+    after = json.loads(whole[2])["position"]
+    assert ndjson(client, headers, f"?after={after}&limit=4") == whole[3:7]
+    assert len(whole) > 7
+
+
+def test_pages_and_ndjson_read_from_the_chain_s_shapes_equal_those_decoded_from_the_stored_events(
+    client: TestClient[Any], own_database: str
+) -> None:
+    created = create_merchant(client, "Shaped")
+    headers = {**auditor(created), **chained_up_to(client, history(client, created, 3))}
+    lines, pages = ndjson(client, headers), all_pages(client, headers, limit=4)
+    types = {json.loads(line)["type"] for line in lines}
+    assert {"Order.Placed", "InventoryItem.StockHeld"} <= types
+    assert any(kind.startswith("AuditLog.") for kind in types)
+    with psycopg.connect(own_database) as conn:
+        shaped = conn.execute(
+            "UPDATE audit_chain SET shape = NULL WHERE merchant_id = %s AND shape IS NOT NULL",
+            (uuid.UUID(created["merchant_id"]),),
+        ).rowcount
+    assert shaped == len(lines)
+    assert ndjson(client, headers) == lines
+    assert all_pages(client, headers, limit=4) == pages
 
 
 def test_a_request_id_traces_one_request_to_every_event_it_caused(client: TestClient[Any]) -> None:

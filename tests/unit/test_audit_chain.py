@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.audit_events import canonical, chained
+from adapters.audit_events import canonical, chained, line_of_shape, ndjson_line, with_hashes
 from domain.audit import GENESIS_HASH, ChainVerifier, canonical_json, chain_hash, digest_message, event_body
 
 json_values = st.recursive(
@@ -49,6 +49,36 @@ def test_canonical_json_sorts_keys_drops_spaces_and_writes_non_ascii_as_itself()
 @given(json_values)
 def test_the_fast_canonical_encoder_writes_the_same_bytes_as_the_definition(value: Any) -> None:
     assert canonical(value) == canonical_json(value)
+
+
+hex_hashes = st.binary(min_size=32, max_size=32).map(bytes.hex)
+# Keys named like the top-level ones, nested in data or metadata, must not mislead it.
+shape_keys = st.sampled_from(["metadata", "stream_id", "data", "hash", "prev_hash", "version", "actor"]) | st.text()
+shape_values = st.recursive(
+    st.none() | st.integers() | st.text(),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(shape_keys, children, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(
+    st.dictionaries(shape_keys, shape_values, max_size=6),
+    st.dictionaries(shape_keys, st.text(), max_size=5),
+    hex_hashes,
+    hex_hashes,
+)
+def test_a_line_made_from_a_chained_shape_is_the_canonical_json_of_the_whole_event(
+    data: dict[str, Any], metadata: dict[str, str], hash_hex: str, prev_hash: str
+) -> None:
+    body = {**shape(3), "data": data, "metadata": metadata}
+    expected = ndjson_line(with_hashes(body, hash_hex, prev_hash))
+    assert line_of_shape(canonical(body), hash_hex, prev_hash) == expected
+
+
+def test_a_line_from_a_shape_not_of_the_chain_s_form_is_still_the_whole_event_s_canonical_json() -> None:
+    body = {"position": 4, "data": {"metadata": {"stream_id": "x"}}}
+    expected = ndjson_line(with_hashes(body, "ab", "cd"))
+    assert line_of_shape(canonical(body), "ab", "cd") == expected
 
 
 def test_the_hash_is_sha256_of_the_previous_hash_bytes_then_the_canonical_body() -> None:
