@@ -38,7 +38,7 @@ class Settings:
     api_processes: int = 1
     api_server: str = "granian"
     worker_processes: int = 1
-    worker_threads: int = 8
+    worker_threads: int = 32
     database_pool_size: int = 10
     statement_timeout_ms: int = 10_000
     lock_timeout_ms: int = 5_000

@@ -45,6 +45,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -478,6 +479,21 @@ def write_shots(path: Path, shots: list[Shot]) -> None:
             out.write("\t".join([*fields, shot.body.decode()]) + "\n")
 
 
+def sample_inbox(database_url: str, merchant_id: str, timeline: list[str], stop: threading.Event) -> None:
+    """Every second until ``stop``: how many of the merchant's deliveries are stored and how many processed."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while not stop.wait(1.0):
+            row = conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE state = 'processed') FROM webhook_inbox"
+                " WHERE merchant_id = %s",
+                (merchant_id,),
+            ).fetchone()
+            stored, processed = row or (0, 0)
+            timeline.append(f"{stored:,}/{processed:,}")
+            if stored and processed == stored and len(timeline) > 2:
+                return  # drained
+
+
 def webhook_phase(wrk: Wrk, target: Deployment, deliveries: int, duplicates: float) -> Result:
     """(3) signed deliveries while the workers drain; then how long each took to be applied."""
     merchant = create_merchant(target.base_url)
@@ -489,6 +505,12 @@ def webhook_phase(wrk: Wrk, target: Deployment, deliveries: int, duplicates: flo
     roots = [target.process.pid]
     name = f"(3) webhooks, Standard, {duplicates:.0%} re-sent ({len(shots):,} prepared)"
     args = [str(table), str(wrk.threads)]
+    timeline: list[str] = []
+    stop_sampling = threading.Event()
+    sampler = threading.Thread(
+        target=sample_inbox, args=(target.database_url, merchant["merchant_id"], timeline, stop_sampling), daemon=True
+    )
+    sampler.start()
     result = measured(wrk, name, target.base_url, LUA_WEBHOOKS, args, {}, roots, target.home)
     before = cpu_snapshot(roots, target.home)
     acked = time.perf_counter()
@@ -508,7 +530,16 @@ def webhook_phase(wrk: Wrk, target: Deployment, deliveries: int, duplicates: flo
             " FROM webhook_inbox WHERE merchant_id = %s AND state = 'processed'",
             (merchant["merchant_id"],),
         ).fetchone()
+        by_second = conn.execute(
+            "SELECT floor(extract(epoch FROM received_at - first.at))::int AS second, count(*),"
+            " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at))"
+            " FROM webhook_inbox, (SELECT min(received_at) AS at FROM webhook_inbox WHERE merchant_id = %s) AS first"
+            " WHERE merchant_id = %s AND state = 'processed' GROUP BY 1 ORDER BY 1",
+            (merchant["merchant_id"], merchant["merchant_id"]),
+        ).fetchall()
     drain_cpu = cpu_used(before, cpu_snapshot(roots, target.home))
+    stop_sampling.set()
+    sampler.join()
     applied, (e2e_p50, e2e_p99), span = row if row and row[0] else (0, (0.0, 0.0), None)
     rate = applied / span.total_seconds() if span else 0.0
     result.notes += [
@@ -517,6 +548,9 @@ def webhook_phase(wrk: Wrk, target: Deployment, deliveries: int, duplicates: flo
         f" parked {parked}, drained {drained_s:.1f} s after the last ack",
         f"end to end (received -> applied by a worker): p50 {e2e_p50 * 1000:.0f} ms, p99 {e2e_p99 * 1000:.0f} ms",
         "CPU while draining after the load: " + cpu_text(drain_cpu),
+        "inbox every second (stored / processed so far): " + ", ".join(timeline),
+        "end to end p50 by second of receipt: "
+        + ", ".join(f"{second}s: {count:,} rows, {p50 * 1000:.0f} ms" for second, count, p50 in by_second),
     ]
     return result
 

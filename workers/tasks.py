@@ -70,7 +70,8 @@ PING_TTL_S = 300
 def _pool() -> ConnectionPool[Any]:
     settings = _settings()
     database_url = _required(settings.database_url, "DAYBOOK_DATABASE_URL")
-    return connection_pool(database_url, settings, size=4, name="worker")
+    # Claims and marks of the worker threads (which mostly wait on the committer).
+    return connection_pool(database_url, settings, size=8, name="worker")
 
 
 @cache
