@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, wait
@@ -12,7 +13,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 import pytest
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
-from eventsourcing.persistence import ApplicationRecorder, IntegrityError, OperationalError
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, OperationalError, Recording
 
 from domain.groupcommit import (
     AggregateCache,
@@ -374,6 +375,32 @@ def test_positions_are_per_command_and_increase_within_an_aggregate(
             aggregate_id,
             version,
         )
+
+
+class CopyingApp(CountingApp):
+    """An application whose save answers with copies of the events it recorded."""
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        return [
+            Recording(copy.copy(recording.domain_event), recording.notification)
+            for recording in super().save(*objs, **kwargs)
+        ]
+
+
+def test_positions_are_found_when_the_store_answers_with_copies_of_the_events() -> None:
+    app = CopyingApp()
+    a, b = seed(app, Counter("a"), Counter("b"))
+    with GroupCommitter(app, batch_size_max=200, batch_wait_ms=2.0, name="copies") as committer:
+        gate = Gate()
+        gate.hold(committer)
+        futures = [committer.submit(command) for command in (increment(a), increment(b), increment(a), read(b))]
+        gate.released.set()
+        results(futures)
+    outcomes = [future.result() for future in futures]
+    assert outcomes[3].position is None
+    for index, aggregate_id, version in [(0, a, 2), (1, b, 2), (2, a, 3)]:
+        (notification,) = app.recorder.select_notifications(start=position_of(outcomes[index]), limit=1)
+        assert (notification.originator_id, notification.originator_version) == (aggregate_id, version)
 
 
 # --- the unit of work ---------------------------------------------------------------------
