@@ -742,3 +742,57 @@ def test_cancelling_an_async_caller_before_its_batch_starts_means_its_command_ne
 
     asyncio.run(scenario())
     assert app.repository.get(a).count == 1
+
+
+def test_a_stop_that_times_out_answers_queued_and_in_flight_async_callers(app: CountingApp) -> None:
+    (a,) = seed(app, Counter("a"))
+    committer = GroupCommitter(app, batch_size_max=1)
+    committer.start()
+    gate = Gate()
+
+    async def scenario() -> list[BaseException | None]:
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            in_flight = asyncio.ensure_future(committer.submit_async(gate))
+            while not gate.entered.is_set():  # the worker runs the gate, off this loop's thread
+                await asyncio.sleep(0.001)
+            queued = [asyncio.ensure_future(committer.submit_async(increment(a))) for _ in range(3)]
+            await asyncio.sleep(0)  # every caller enqueued
+            assert not await asyncio.to_thread(committer.stop, 0.05)
+            answers = await asyncio.gather(in_flight, *queued, return_exceptions=True)
+            return [answer if isinstance(answer, BaseException) else None for answer in answers]
+
+    answers = asyncio.run(scenario())
+    assert isinstance(answers[0], CommitOutcomeUnknownError)
+    assert all(isinstance(answer, GroupCommitterStoppedError) for answer in answers[1:])
+    gate.released.set()
+    assert committer.stop(DEADLINE_SECONDS)
+    assert stored_count(app, a) == 0
+
+
+def test_an_async_caller_cancelled_once_its_batch_started_is_still_committed_once(
+    app: CountingApp, committer: GroupCommitter
+) -> None:
+    (a,) = seed(app, Counter("a"))
+    first, second = Gate(), Gate()
+    first.hold(committer)
+
+    async def scenario() -> None:
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            # Queued behind the first gate, so both run in the next batch, the second gate last.
+            started = asyncio.ensure_future(committer.submit_async(increment(a, by=7)))
+            await asyncio.sleep(0)
+            holding = asyncio.ensure_future(committer.submit_async(second))
+            await asyncio.sleep(0)
+            first.released.set()
+            while not second.entered.is_set():  # the increment ran; its batch is not saved yet
+                await asyncio.sleep(0.001)
+            started.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await started
+            second.released.set()
+            await holding
+            after = await committer.submit_async(read(a))
+            assert after.value == 7
+
+    asyncio.run(scenario())
+    assert app.repository.get(a).count == 7
