@@ -79,7 +79,8 @@ class _Job:
     # The asyncio future an async caller awaits: woken in bulk, once per batch and loop.
     waiter: asyncio.Future[Any] | None = None
     state: _JobState = _JobState.QUEUED
-    outcome: Outcome | None = None
+    # The answer of an async caller: an outcome, or what to raise (a batch's crash too).
+    outcome: CommandOutcome[Any] | BaseException | None = None
 
     def start(self) -> bool:
         """Marks the job running (the caller holds the condition); ``False`` if it was cancelled."""
@@ -90,14 +91,14 @@ class _Job:
         self.state = _JobState.RUNNING
         return True
 
-    def answer(self, outcome: Outcome) -> None:
+    def answer(self, outcome: Outcome | BaseException) -> None:
         """Records the answer; the first one stands (``stop`` may have answered already)."""
         if self.future is None:
             if self.outcome is None:
                 self.outcome = outcome
             return
         with contextlib.suppress(InvalidStateError):  # cancelled, or answered by stop()
-            if isinstance(outcome, Exception):
+            if isinstance(outcome, BaseException):
                 self.future.set_exception(outcome)
             else:
                 self.future.set_result(outcome)
@@ -446,7 +447,7 @@ def _deliver(jobs: list[_Job]) -> None:
         waiter, outcome = job.waiter, job.outcome
         if waiter is None or waiter.done() or outcome is None:
             continue
-        if isinstance(outcome, Exception):
+        if isinstance(outcome, BaseException):
             waiter.set_exception(outcome)
         else:
             waiter.set_result(outcome)

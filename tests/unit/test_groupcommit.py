@@ -796,3 +796,25 @@ def test_an_async_caller_cancelled_once_its_batch_started_is_still_committed_onc
 
     asyncio.run(scenario())
     assert app.repository.get(a).count == 7
+
+
+class WorkerKilledError(BaseException):
+    """Not an Exception: no command's answer, it takes the worker down (like an interrupt)."""
+
+
+# The worker re-raises what is not an Exception, so its thread ends with it, as intended.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_async_callers_of_a_batch_that_crashed_get_the_crash_raised_not_returned(app: CountingApp) -> None:
+    committer = GroupCommitter(app, name="crash")
+    committer.start()
+
+    def crash(uow: UnitOfWork) -> None:
+        raise WorkerKilledError
+
+    async def scenario() -> None:
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            with pytest.raises(WorkerKilledError):
+                await committer.submit_async(crash)
+
+    asyncio.run(scenario())
+    assert committer.stop(DEADLINE_SECONDS)
