@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from domain import limits
 from domain.currencies import MINOR_UNIT_EXPONENTS
 from domain.errors import CurrencyMismatchError, InvalidCommandError
 from domain.validation import check_amount
+
+# Looked up on every Money built (several per event applied): a frozenset answers faster
+# than the read-only mapping.
+_CURRENCIES = frozenset(MINOR_UNIT_EXPONENTS)
 
 
 def check_currency(currency: object) -> str:
@@ -39,13 +44,28 @@ class Money:
     is_delta: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
-        check_currency(self.currency)
-        check_amount("amount", self.amount, minimum=None if self.is_delta else 0)
+        amount, currency = self.amount, self.currency
+        # The valid case inline (the checks below, without their calls): Money is built
+        # for every amount of every event applied, replay included.
+        if (
+            type(amount) is int
+            and type(currency) is str
+            and currency in _CURRENCIES
+            and (-limits.AMOUNT_MAX if self.is_delta else 0) <= amount <= limits.AMOUNT_MAX
+        ):
+            return
+        check_currency(currency)
+        check_amount("amount", amount, minimum=None if self.is_delta else 0)
 
     @classmethod
     def zero(cls, currency: str) -> Money:
-        """No money in ``currency``."""
-        return cls(0, currency)
+        """No money in ``currency`` (one shared instance per currency: Money is immutable)."""
+        if cls is not Money or type(currency) is not str:
+            return cls(0, currency)
+        zero = _ZEROS.get(currency)
+        if zero is None:
+            zero = _ZEROS[currency] = cls(0, currency)  # validates the currency once
+        return zero
 
     @classmethod
     def delta(cls, amount: int, currency: str) -> Money:
@@ -96,3 +116,7 @@ class Money:
             raise TypeError(msg)
         if other.currency != self.currency:
             raise CurrencyMismatchError(expected=self.currency, actual=other.currency)
+
+
+_ZEROS: dict[str, Money] = {}
+"""``Money.zero`` per currency, built on first use (at most one per ISO 4217 code)."""

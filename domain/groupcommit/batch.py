@@ -63,7 +63,7 @@ class BatchReport:
 @dataclass(frozen=True, slots=True)
 class _Pass:
     uow: BatchUnitOfWork
-    outcomes: dict[int, tuple[Any, list[EventKey]] | Exception]
+    outcomes: dict[int, tuple[Any, list[Any]] | Exception]
 
 
 def run_batch(
@@ -151,7 +151,7 @@ def _run_commands(
     reruns = 0
     while True:
         uow = BatchUnitOfWork(app, cache, check_store_on_add=check_store_on_add, known_missing=known_missing)
-        outcomes: dict[int, tuple[Any, list[EventKey]] | Exception] = {}
+        outcomes: dict[int, tuple[Any, list[Any]] | Exception] = {}
         for index, command in enumerate(commands):
             if index in excluded:
                 continue
@@ -219,10 +219,10 @@ def _outcomes(
     excluded: dict[int, Exception],
     recordings: list[Recording[UUID]] | None,
 ) -> list[Outcome]:
-    positions: dict[EventKey, int] = {}
-    for recording in recordings or ():
-        event = recording.domain_event
-        positions[(event.originator_id, event.originator_version)] = recording.notification.id
+    # By the event objects themselves (the store records the very objects the commands
+    # triggered): a UUID's hash is computed in Python, an id's is not.
+    positions = {id(recording.domain_event): recording.notification.id for recording in recordings or ()}
+    by_key: dict[EventKey, int] | None = None
     outcomes: list[Outcome] = []
     for index in range(command_count):
         if index in excluded:
@@ -232,7 +232,22 @@ def _outcomes(
         if isinstance(result, Exception):
             outcomes.append(result)
             continue
-        value, event_keys = result
-        event_positions = [positions[key] for key in event_keys if key in positions]
-        outcomes.append(CommandOutcome(value, max(event_positions, default=None)))
+        value, events = result
+        position: int | None = None
+        for event in events:
+            event_position = positions.get(id(event))
+            if event_position is None and recordings:
+                # A store that recorded copies: look the event up by its key instead.
+                by_key = by_key if by_key is not None else _positions_by_key(recordings)
+                event_position = by_key.get((event.originator_id, event.originator_version))
+            if event_position is not None and (position is None or event_position > position):
+                position = event_position
+        outcomes.append(CommandOutcome(value, position))
     return outcomes
+
+
+def _positions_by_key(recordings: list[Recording[UUID]]) -> dict[EventKey, int]:
+    return {
+        (recording.domain_event.originator_id, recording.domain_event.originator_version): recording.notification.id
+        for recording in recordings
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -52,14 +53,13 @@ class BatchUnitOfWork(TrackingUnitOfWork):
         """Starts recording what the next command touches."""
         self._pending_counts_at_touch = {}
 
-    def end_command(self) -> list[EventKey]:
+    def end_command(self) -> list[Any]:
         """Returns the events the current command triggered, in order per aggregate."""
-        event_keys: list[EventKey] = []
+        events: list[Any] = []
         for aggregate_id, pending_count in self._pending_counts_at_touch.items():
-            events = self._touched[aggregate_id].pending_events[pending_count:]
-            event_keys.extend((event.originator_id, event.originator_version) for event in events)
+            events += self._touched[aggregate_id].pending_events[pending_count:]
         self._pending_counts_at_touch = {}
-        return event_keys
+        return events
 
     def _load(self, aggregate_id: UUID) -> Aggregate | None:
         aggregate = self._cache.get(aggregate_id)

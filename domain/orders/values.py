@@ -92,6 +92,8 @@ def check_order_lines(lines: Sequence[OrderLine], currency: str) -> list[OrderLi
         check_amount("unit_price", line.unit_price.amount, maximum=limits.UNIT_PRICE_MAX)
         key = (line.sku, line.unit_price)
         merged[key] = merged.get(key, 0) + line.quantity
+    if len(merged) == len(lines) and all(type(line) is OrderLine for line in lines):
+        return list(lines)  # nothing to merge: the (frozen) lines as given
     return [OrderLine(sku, quantity, price) for (sku, price), quantity in merged.items()]
 
 

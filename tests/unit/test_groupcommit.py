@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, wait
@@ -12,7 +13,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 import pytest
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
-from eventsourcing.persistence import ApplicationRecorder, IntegrityError, OperationalError
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, OperationalError, Recording
 
 from domain.groupcommit import (
     AggregateCache,
@@ -376,6 +377,32 @@ def test_positions_are_per_command_and_increase_within_an_aggregate(
         )
 
 
+class CopyingApp(CountingApp):
+    """An application whose save answers with copies of the events it recorded."""
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        return [
+            Recording(copy.copy(recording.domain_event), recording.notification)
+            for recording in super().save(*objs, **kwargs)
+        ]
+
+
+def test_positions_are_found_when_the_store_answers_with_copies_of_the_events() -> None:
+    app = CopyingApp()
+    a, b = seed(app, Counter("a"), Counter("b"))
+    with GroupCommitter(app, batch_size_max=200, batch_wait_ms=2.0, name="copies") as committer:
+        gate = Gate()
+        gate.hold(committer)
+        futures = [committer.submit(command) for command in (increment(a), increment(b), increment(a), read(b))]
+        gate.released.set()
+        results(futures)
+    outcomes = [future.result() for future in futures]
+    assert outcomes[3].position is None
+    for index, aggregate_id, version in [(0, a, 2), (1, b, 2), (2, a, 3)]:
+        (notification,) = app.recorder.select_notifications(start=position_of(outcomes[index]), limit=1)
+        assert (notification.originator_id, notification.originator_version) == (aggregate_id, version)
+
+
 # --- the unit of work ---------------------------------------------------------------------
 
 
@@ -715,3 +742,79 @@ def test_cancelling_an_async_caller_before_its_batch_starts_means_its_command_ne
 
     asyncio.run(scenario())
     assert app.repository.get(a).count == 1
+
+
+def test_a_stop_that_times_out_answers_queued_and_in_flight_async_callers(app: CountingApp) -> None:
+    (a,) = seed(app, Counter("a"))
+    committer = GroupCommitter(app, batch_size_max=1)
+    committer.start()
+    gate = Gate()
+
+    async def scenario() -> list[BaseException | None]:
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            in_flight = asyncio.ensure_future(committer.submit_async(gate))
+            while not gate.entered.is_set():  # the worker runs the gate, off this loop's thread
+                await asyncio.sleep(0.001)
+            queued = [asyncio.ensure_future(committer.submit_async(increment(a))) for _ in range(3)]
+            await asyncio.sleep(0)  # every caller enqueued
+            assert not await asyncio.to_thread(committer.stop, 0.05)
+            answers = await asyncio.gather(in_flight, *queued, return_exceptions=True)
+            return [answer if isinstance(answer, BaseException) else None for answer in answers]
+
+    answers = asyncio.run(scenario())
+    assert isinstance(answers[0], CommitOutcomeUnknownError)
+    assert all(isinstance(answer, GroupCommitterStoppedError) for answer in answers[1:])
+    gate.released.set()
+    assert committer.stop(DEADLINE_SECONDS)
+    assert stored_count(app, a) == 0
+
+
+def test_an_async_caller_cancelled_once_its_batch_started_is_still_committed_once(
+    app: CountingApp, committer: GroupCommitter
+) -> None:
+    (a,) = seed(app, Counter("a"))
+    first, second = Gate(), Gate()
+    first.hold(committer)
+
+    async def scenario() -> None:
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            # Queued behind the first gate, so both run in the next batch, the second gate last.
+            started = asyncio.ensure_future(committer.submit_async(increment(a, by=7)))
+            await asyncio.sleep(0)
+            holding = asyncio.ensure_future(committer.submit_async(second))
+            await asyncio.sleep(0)
+            first.released.set()
+            while not second.entered.is_set():  # the increment ran; its batch is not saved yet
+                await asyncio.sleep(0.001)
+            started.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await started
+            second.released.set()
+            await holding
+            after = await committer.submit_async(read(a))
+            assert after.value == 7
+
+    asyncio.run(scenario())
+    assert app.repository.get(a).count == 7
+
+
+class WorkerKilledError(BaseException):
+    """Not an Exception: no command's answer, it takes the worker down (like an interrupt)."""
+
+
+# The worker re-raises what is not an Exception, so its thread ends with it, as intended.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_async_callers_of_a_batch_that_crashed_get_the_crash_raised_not_returned(app: CountingApp) -> None:
+    committer = GroupCommitter(app, name="crash")
+    committer.start()
+
+    def crash(uow: UnitOfWork) -> None:
+        raise WorkerKilledError
+
+    async def scenario() -> None:
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            with pytest.raises(WorkerKilledError):
+                await committer.submit_async(crash)
+
+    asyncio.run(scenario())
+    assert committer.stop(DEADLINE_SECONDS)

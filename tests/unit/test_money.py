@@ -2,6 +2,7 @@
 
 import pytest
 
+from domain import limits
 from domain.errors import CurrencyMismatchError, InvalidCommandError
 from domain.money import Money, check_currency
 
@@ -82,3 +83,31 @@ def test_as_dict_is_the_contract_shape():
 
 def test_zero_is_no_money_in_the_currency():
     assert Money.zero("EUR") == Money(0, "EUR")
+
+
+def test_amounts_are_bounded_by_the_amount_limit_on_both_sides():
+    assert Money(limits.AMOUNT_MAX, "EUR").amount == limits.AMOUNT_MAX
+    assert Money.delta(-limits.AMOUNT_MAX, "EUR").amount == -limits.AMOUNT_MAX
+    with pytest.raises(InvalidCommandError):
+        Money(limits.AMOUNT_MAX + 1, "EUR")
+    with pytest.raises(InvalidCommandError):
+        Money.delta(-limits.AMOUNT_MAX - 1, "EUR")
+
+
+class Euro(str):
+    """A str subclass: still a currency code, checked the long way."""
+
+
+def test_a_currency_given_as_a_str_subclass_is_accepted_as_before():
+    assert Money(1, Euro("EUR")).currency == "EUR"
+
+
+@pytest.mark.parametrize("currency", ["eur", "XAU", ["EUR"], None])
+def test_zero_refuses_what_is_not_a_currency(currency: object):
+    with pytest.raises(InvalidCommandError):
+        Money.zero(currency)  # type: ignore[arg-type]
+
+
+def test_zero_of_a_currency_is_one_shared_instance():
+    assert Money.zero("JPY") is Money.zero("JPY")
+    assert Money.zero("JPY") != Money.zero("EUR")

@@ -20,7 +20,7 @@ from domain.errors import (
 from domain.gateway import GatewayEvent, GatewayEventKind, payment_id
 from domain.groupcommit import GroupCommitter
 from domain.money import Money
-from domain.orders import Order, OrderLine, OrderStatus, OrderView
+from domain.orders import Order, OrderLine, OrderStatus, OrderView, check_order_lines
 from domain.payments import AnomalyKind
 
 CONTEXT = CommandContext(actor="api_key:k1", request_id="req-1")
@@ -477,3 +477,18 @@ def test_a_retry_reaching_a_committer_that_knows_the_hold_but_not_the_order_is_t
         first.stop(10)
         second.stop(10)
     assert shop.level("A") == (10, 2, 8)
+
+
+class TaggedLine(OrderLine):
+    """A line of a subclass: checked lines are always plain ``OrderLine`` values."""
+
+
+def test_checked_lines_are_plain_order_lines_merged_by_sku_and_price_in_order():
+    eur = Money(500, "EUR")
+    given = [OrderLine("A-1", 2, eur), OrderLine("B-1", 1, eur), OrderLine("A-1", 3, eur)]
+    assert check_order_lines(given, "EUR") == [OrderLine("A-1", 5, eur), OrderLine("B-1", 1, eur)]
+    distinct = [OrderLine("A-1", 2, eur), OrderLine("A-1", 1, Money(600, "EUR"))]
+    assert check_order_lines(distinct, "EUR") == distinct
+    (checked,) = check_order_lines([TaggedLine("A-1", 2, eur)], "EUR")
+    assert type(checked) is OrderLine
+    assert checked == OrderLine("A-1", 2, eur)
