@@ -16,11 +16,13 @@ in the transaction of the swap.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import re
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,7 @@ from psycopg import sql
 from adapters import audit_log
 from domain.audit import OPERATOR_ID
 from domain.context import CommandContext
+from projections.pages import LogPages
 from projections.runner import LOCK_STATEMENT, commit_batch, ensure_tracking, lock_key
 from projections.source import EventSource
 from projections.state import AggregateStateProjection
@@ -59,7 +62,6 @@ class RebuildReport:
 
 _TRY_LOCK = sql.SQL("SELECT pg_try_advisory_lock(%s)")
 _UNLOCK = sql.SQL("SELECT pg_advisory_unlock(%s)")
-_HEAD = sql.SQL("SELECT coalesce(max(notification_id), 0) FROM daybook_events")
 _TABLE_EXISTS = sql.SQL("SELECT to_regclass(%s) IS NOT NULL")
 _SECURITY = sql.SQL("SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = to_regclass(%s)")
 _POLICIES = sql.SQL(
@@ -129,14 +131,7 @@ def rebuild(
                 _drop_fresh(conn, fresh)
             _ensure_fresh_table(conn, live.table, fresh.table)
             start = position = ensure_tracking(conn, fresh.name)
-            while True:
-                head = _head(conn)
-                if head - position <= batch_size:
-                    break
-                events = source.after(position, batch_size)
-                position = commit_batch(conn, fresh, events, position)
-                if progress is not None:
-                    progress(position, head)
+            position = _catch_up(conn, database_url, fresh, position, batch_size=batch_size, progress=progress)
             position = _swap(
                 conn, live, fresh, source, position=position, batch_size=batch_size, start=start, context=context
             )
@@ -147,9 +142,42 @@ def rebuild(
     return RebuildReport(live.name, position - start, position, time.monotonic() - started)
 
 
-def _head(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute(_HEAD).fetchone()
-    return int(row[0]) if row else 0
+def _catch_up(
+    conn: psycopg.Connection[Any],
+    database_url: str,
+    fresh: AggregateStateProjection,
+    position: int,
+    *,
+    batch_size: int,
+    progress: Progress | None,
+) -> int:
+    """Applies the log after ``position`` a page per transaction, until within a batch of the head."""
+    stream_type = fresh.aggregate_class.__name__
+    pages = LogPages(fresh.app, database_url, stream_type, start=position, page_size=batch_size, tail_max=batch_size)
+    with pages, _collector_paused():
+        for page in pages:
+            position = commit_batch(conn, fresh, page.events, position, end=page.end)
+            if progress is not None:
+                progress(position, page.head)
+            gc.collect(1)
+    return position
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused, but for young collections between pages.
+
+    Measured: half of a rebuild's time went to full collections, each walking every
+    cached aggregate again. What a page leaves as garbage is freed by reference
+    counting; what it leaves in cycles is collected after each page.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _swap(

@@ -1,0 +1,139 @@
+"""The log read ahead for a rebuild: one stream type's events, a page at a time, in a thread.
+
+A rebuild catching up from position 0 spends its time in Python (decoding events,
+applying them, building rows) and in the database (reading pages, upserting rows). A
+reader thread with a connection of its own reads and decodes the next page while the
+rebuild applies and writes the current one, so the database's share overlaps Python's.
+
+A page covers a range of positions, ``(start, end]``, and holds only the events of that
+range whose stream type is the projection's: the others (inventory items' events, for
+the orders projection) are neither read nor decoded. The projection would skip them
+anyway (:meth:`projections.state.AggregateStateProjection.quarantine_key`); a stored
+event that cannot be decoded is selected by the same stream type, taken from its topic,
+and stands in its place as :class:`projections.source.Undecodable` does everywhere.
+Positions ``<= head`` are all committed or never will be (the recorder's table lock
+makes commit order equal position order), so ``end`` can be tracked as reached.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import psycopg
+from eventsourcing.application import Application
+from eventsourcing.persistence import Notification
+from psycopg import sql
+
+from projections.source import Positioned, decode
+
+PAGES_AHEAD_MAX = 2
+"""Pages read and decoded ahead of the one being applied (each holds up to a page of events)."""
+PUT_WAIT_S = 0.1
+
+_HEAD = sql.SQL("SELECT coalesce(max(notification_id), 0) FROM daybook_events")
+_PAGE = sql.SQL(
+    "SELECT notification_id, originator_id, originator_version, topic, state FROM daybook_events "
+    "WHERE notification_id > %s AND notification_id <= %s AND split_part(split_part(topic, ':', 2), '.', 1) = %s "
+    "ORDER BY notification_id LIMIT %s"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """The events of one stream type in the positions ``(start, end]``.
+
+    Attributes:
+        events: those events (maybe none), in position order.
+        end: the position reached once they are applied.
+        head: the log's last position when the page was read.
+    """
+
+    events: list[Positioned]
+    end: int
+    head: int
+
+
+class LogPages:
+    """Pages of the log after ``start``, until the head is within ``tail_max`` positions.
+
+    Iterate inside ``with``: leaving it (an error, an interruption) stops the reader.
+    What the reader fails with is raised by the iteration.
+    """
+
+    def __init__(
+        self,
+        app: Application[Any],
+        database_url: str,
+        stream_type: str,
+        *,
+        start: int,
+        page_size: int,
+        tail_max: int,
+    ) -> None:
+        assert page_size > 0
+        assert tail_max >= 0
+        self.app = app
+        self.database_url = database_url
+        self.stream_type = stream_type
+        self.start = start
+        self.page_size = page_size
+        self.tail_max = tail_max
+        self._pages: queue.Queue[Page | BaseException | None] = queue.Queue(maxsize=PAGES_AHEAD_MAX)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._read, name=f"rebuild-read-{stream_type}", daemon=True)
+
+    def __enter__(self) -> LogPages:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=30)
+
+    def __iter__(self) -> Iterator[Page]:
+        while (page := self._pages.get()) is not None:
+            if isinstance(page, BaseException):
+                raise page
+            yield page
+
+    def _read(self) -> None:
+        try:
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                position = self.start
+                while not self._stopping.is_set():
+                    row = conn.execute(_HEAD).fetchone()
+                    head = int(row[0]) if row else 0
+                    if head - position <= self.tail_max:
+                        break
+                    end = min(position + self.page_size, head)
+                    self._put(Page(self._events(conn, position, end), end, head))
+                    position = end
+            self._put(None)
+        except BaseException as error:  # raised in the iterating thread
+            self._put(error)
+
+    def _events(self, conn: psycopg.Connection[Any], position: int, end: int) -> list[Positioned]:
+        app = self.app
+        rows = conn.execute(_PAGE, (position, end, self.stream_type, end - position), prepare=True).fetchall()
+        return [
+            (
+                notification_id,
+                decode(app, Notification(originator_id, version, topic, bytes(state), id=notification_id)),
+            )
+            for notification_id, originator_id, version, topic, state in rows
+        ]
+
+    def _put(self, item: Page | BaseException | None) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._pages.put(item, timeout=PUT_WAIT_S)
+            except queue.Full:
+                continue
+            return
