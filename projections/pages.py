@@ -43,6 +43,23 @@ _PAGE = sql.SQL(
 )
 
 
+def log_head(conn: psycopg.Connection[Any]) -> int:
+    """The log's last position (0 when empty)."""
+    row = conn.execute(_HEAD).fetchone()
+    return int(row[0]) if row else 0
+
+
+def read_page(
+    conn: psycopg.Connection[Any], app: Application[Any], stream_type: str, position: int, end: int
+) -> list[Positioned]:
+    """The decoded events of ``stream_type`` (``"Order"``) in the positions ``(position, end]``."""
+    rows = conn.execute(_PAGE, (position, end, stream_type, max(0, end - position)), prepare=True).fetchall()
+    return [
+        (notification_id, decode(app, Notification(originator_id, version, topic, bytes(state), id=notification_id)))
+        for notification_id, originator_id, version, topic, state in rows
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     """The events of one stream type in the positions ``(start, end]``.
@@ -108,27 +125,15 @@ class LogPages:
             with psycopg.connect(self.database_url, autocommit=True) as conn:
                 position = self.start
                 while not self._stopping.is_set():
-                    row = conn.execute(_HEAD).fetchone()
-                    head = int(row[0]) if row else 0
+                    head = log_head(conn)
                     if head - position <= self.tail_max:
                         break
                     end = min(position + self.page_size, head)
-                    self._put(Page(self._events(conn, position, end), end, head))
+                    self._put(Page(read_page(conn, self.app, self.stream_type, position, end), end, head))
                     position = end
             self._put(None)
         except BaseException as error:  # raised in the iterating thread
             self._put(error)
-
-    def _events(self, conn: psycopg.Connection[Any], position: int, end: int) -> list[Positioned]:
-        app = self.app
-        rows = conn.execute(_PAGE, (position, end, self.stream_type, end - position), prepare=True).fetchall()
-        return [
-            (
-                notification_id,
-                decode(app, Notification(originator_id, version, topic, bytes(state), id=notification_id)),
-            )
-            for notification_id, originator_id, version, topic, state in rows
-        ]
 
     def _put(self, item: Page | BaseException | None) -> None:
         while not self._stopping.is_set():
