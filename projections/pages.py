@@ -6,17 +6,20 @@ reader thread with a connection of its own reads and decodes the next page while
 rebuild applies and writes the current one, so the database's share overlaps Python's.
 
 A page covers a range of positions, ``(start, end]``, and holds only the events of that
-range whose stream type is the projection's: the others (inventory items' events, for
-the orders projection) are neither read nor decoded. The projection would skip them
-anyway (:meth:`projections.state.AggregateStateProjection.quarantine_key`); a stored
-event that cannot be decoded is selected by the same stream type, taken from its topic,
-and stands in its place as :class:`projections.source.Undecodable` does everywhere.
+range whose stream type is the projection's: the state of the others (inventory items'
+events, for the orders projection) is neither read nor decoded. The projection would
+skip them anyway (:meth:`projections.state.AggregateStateProjection.quarantine_key`).
+The database selects by the aggregate named in the topic; every other topic is checked
+once against the class it resolves to, so an event stored under a registered alias is
+still read. A stored event that cannot be decoded stands in its place as
+:class:`projections.source.Undecodable`, as everywhere.
 Positions ``<= head`` are all committed or never will be (the recorder's table lock
 makes commit order equal position order), so ``end`` can be tracked as reached.
 """
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from collections.abc import Iterator
@@ -27,6 +30,7 @@ from typing import Any
 import psycopg
 from eventsourcing.application import Application
 from eventsourcing.persistence import Notification
+from eventsourcing.utils import resolve_topic
 from psycopg import sql
 
 from projections.source import Positioned, decode
@@ -36,11 +40,13 @@ PAGES_AHEAD_MAX = 2
 PUT_WAIT_S = 0.1
 
 _HEAD = sql.SQL("SELECT coalesce(max(notification_id), 0) FROM daybook_events")
+# Every position's topic, but the state only of the events whose topic names the stream type.
 _PAGE = sql.SQL(
-    "SELECT notification_id, originator_id, originator_version, topic, state FROM daybook_events "
-    "WHERE notification_id > %s AND notification_id <= %s AND split_part(split_part(topic, ':', 2), '.', 1) = %s "
-    "ORDER BY notification_id LIMIT %s"
+    "SELECT notification_id, originator_id, originator_version, topic, "
+    "CASE WHEN split_part(split_part(topic, ':', 2), '.', 1) = %s THEN state END FROM daybook_events "
+    "WHERE notification_id > %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
 )
+_STATE = sql.SQL("SELECT state FROM daybook_events WHERE notification_id = %s")
 
 
 def log_head(conn: psycopg.Connection[Any]) -> int:
@@ -53,11 +59,33 @@ def read_page(
     conn: psycopg.Connection[Any], app: Application[Any], stream_type: str, position: int, end: int
 ) -> list[Positioned]:
     """The decoded events of ``stream_type`` (``"Order"``) in the positions ``(position, end]``."""
-    rows = conn.execute(_PAGE, (position, end, stream_type, max(0, end - position)), prepare=True).fetchall()
-    return [
-        (notification_id, decode(app, Notification(originator_id, version, topic, bytes(state), id=notification_id)))
-        for notification_id, originator_id, version, topic, state in rows
-    ]
+    rows = conn.execute(_PAGE, (stream_type, position, end, max(0, end - position)), prepare=True).fetchall()
+    events: list[Positioned] = []
+    for notification_id, originator_id, version, topic, selected in rows:
+        state = selected
+        if state is None:
+            if not holds(topic, stream_type):
+                continue
+            # A topic registered under another name (``register_topic``) for this stream's class.
+            row = conn.execute(_STATE, (notification_id,)).fetchone()
+            state = row[0] if row else None
+        notification = Notification(originator_id, version, topic, bytes(state or b""), id=notification_id)
+        events.append((notification_id, decode(app, notification)))
+    return events
+
+
+@functools.lru_cache(maxsize=1_024)
+def holds(topic: str, stream_type: str) -> bool:
+    """Whether events stored under ``topic`` are of ``stream_type``, as projections tell them.
+
+    That is the class the topic resolves to (:meth:`AggregateStateProjection.quarantine_key`),
+    or, for a topic that resolves to nothing, the aggregate named in it (:class:`Undecodable`).
+    """
+    try:
+        event_class = resolve_topic(topic)
+    except Exception:  # unresolvable: decoding it gives an Undecodable, typed by its topic
+        return topic.partition(":")[2].split(".", 1)[0] == stream_type
+    return str(getattr(event_class, "__qualname__", "")).split(".", 1)[0] == stream_type
 
 
 @dataclass(frozen=True, slots=True)

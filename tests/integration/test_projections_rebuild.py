@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import register_topic
 
 from adapters.database import eventsourcing_env
 from adapters.settings import Settings
@@ -17,7 +18,7 @@ from domain.application import Daybook
 from domain.commands import CancelOrder, PlaceOrder, ReceiveStock
 from domain.context import CommandContext
 from domain.money import Money
-from domain.orders import OrderLine
+from domain.orders import Order, OrderLine
 from projections import compare
 from projections.inventory import InventoryLevelsProjection
 from projections.orders import OrdersProjection
@@ -169,3 +170,27 @@ def test_a_rebuild_is_refused_while_another_of_the_same_projection_holds_its_loc
     assert report.events > 0
     with psycopg.connect(own_database) as conn:
         assert compare.differences(daybook, conn, InventoryLevelsProjection(daybook)) == []
+
+
+def test_a_rebuild_reads_the_events_stored_under_a_topic_registered_for_its_aggregate(
+    daybook: Daybook, own_database: str
+) -> None:
+    # As a release that renamed a class keeps reading what the old name stored.
+    register_topic("tests.legacy_orders:Purchase", Order)
+    write_history(daybook, orders=4)
+    merchant_id, order_id = uuid.uuid4(), uuid.uuid4()
+    daybook.execute(ReceiveStock(CONTEXT, merchant_id, SKUS[0], 5))
+    daybook.execute(PlaceOrder(CONTEXT, merchant_id, order_id, [OrderLine(SKUS[0], 2, Money(300, "EUR"))], "EUR"))
+    daybook.execute(CancelOrder(CONTEXT, merchant_id, order_id))
+    with psycopg.connect(own_database, autocommit=True) as conn:
+        renamed = conn.execute(
+            "UPDATE daybook_events SET topic = replace(topic, 'domain.orders.aggregate:Order.', "
+            "'tests.legacy_orders:Purchase.') WHERE originator_id = %s",
+            (order_id,),
+        )
+        assert renamed.rowcount == 2
+    rebuild(daybook, own_database, OrdersProjection(daybook), context=OPERATOR, batch_size=5)
+    with psycopg.connect(own_database) as conn:
+        row = conn.execute("SELECT status, version FROM orders_view WHERE order_id = %s", (order_id,)).fetchone()
+        assert compare.differences(daybook, conn, OrdersProjection(daybook)) == []
+    assert row == ("cancelled", 2)
