@@ -2,8 +2,11 @@
 
 The fresh table (``<table>__rebuild``, shaped ``LIKE`` the live one with its indexes,
 row-level security policies and grants) is filled from the log under a tracking name
-of its own while the live table keeps serving. Once it is within a batch of the head,
-one transaction takes the live projection's lock (its batches wait), applies the tail,
+of its own while the live table keeps serving: a page of the log per transaction, the
+next page read and decoded in a thread (:mod:`projections.pages`) while the current
+one is applied, only the rebuilt aggregate's events, with the cyclic garbage collector
+paused. Once it is within a batch of the head, one transaction takes the live
+projection's lock (its batches wait), applies the tail,
 renames the fresh table into place, drops the old one, moves the tracking position and
 gives the indexes their live names back: readers see the old table or the new one,
 never neither. Interrupted, a rebuild resumes where its tracking row says; a session
