@@ -33,7 +33,7 @@ from eventsourcing.persistence import Notification
 from eventsourcing.utils import resolve_topic
 from psycopg import sql
 
-from projections.source import Positioned, decode
+from projections.source import Positioned, decode, topic_stream_type
 
 PAGES_AHEAD_MAX = 2
 """Pages read and decoded ahead of the one being applied (each holds up to a page of events)."""
@@ -84,7 +84,7 @@ def holds(topic: str, stream_type: str) -> bool:
     try:
         event_class = resolve_topic(topic)
     except Exception:  # unresolvable: decoding it gives an Undecodable, typed by its topic
-        return topic.partition(":")[2].split(".", 1)[0] == stream_type
+        return topic_stream_type(topic) == stream_type
     return str(getattr(event_class, "__qualname__", "")).split(".", 1)[0] == stream_type
 
 

@@ -47,7 +47,12 @@ class Undecodable:
     @property
     def stream_type(self) -> str:
         """The aggregate class name of the topic (``"Order"`` for ``…:Order.Placed``)."""
-        return self.topic.partition(":")[2].split(".", 1)[0]
+        return topic_stream_type(self.topic)
+
+
+def topic_stream_type(topic: str) -> str:
+    """The aggregate class named in an event's topic (``"Order"`` for ``…:Order.Placed``)."""
+    return topic.partition(":")[2].split(".", 1)[0]
 
 
 Positioned = tuple[int, DomainEventProtocol[Any] | Undecodable]
