@@ -92,11 +92,18 @@ def ensure_tracking(conn: psycopg.Connection[Any], projection_name: str) -> int:
 
 
 def commit_batch(
-    conn: psycopg.Connection[Any], projection: Projection, events: Sequence[Positioned], position: int
+    conn: psycopg.Connection[Any],
+    projection: Projection,
+    events: Sequence[Positioned],
+    position: int,
+    *,
+    end: int | None = None,
 ) -> int:
     """Applies ``events`` (those after ``position``) and advances tracking, in one transaction.
 
-    Events whose key is quarantined are skipped and counted. Returns the new position.
+    Events whose key is quarantined are skipped and counted. Returns the new position:
+    ``end`` when given (``events`` are then all the projection's events up to it, maybe
+    none), else the last event's.
 
     Raises:
         StaleTrackingError: the tracked position is no longer ``position``.
@@ -116,7 +123,7 @@ def commit_batch(
                     kept.append(positioned)
             projection.process(cursor, kept)
             quarantine.count_skipped(cursor, name, skipped)
-            new_position = events[-1][0]
+            new_position = end if end is not None else events[-1][0]
             cursor.execute(_ADVANCE, (new_position, name, position))
             if cursor.rowcount != 1:
                 raise StaleTrackingError(name)

@@ -47,7 +47,12 @@ class Undecodable:
     @property
     def stream_type(self) -> str:
         """The aggregate class name of the topic (``"Order"`` for ``…:Order.Placed``)."""
-        return self.topic.partition(":")[2].split(".", 1)[0]
+        return topic_stream_type(self.topic)
+
+
+def topic_stream_type(topic: str) -> str:
+    """The aggregate class named in an event's topic (``"Order"`` for ``…:Order.Placed``)."""
+    return topic.partition(":")[2].split(".", 1)[0]
 
 
 Positioned = tuple[int, DomainEventProtocol[Any] | Undecodable]
@@ -95,16 +100,7 @@ class EventSource:
         return events
 
     def _decode(self, notification: Notification) -> DomainEventProtocol[Any] | Undecodable:
-        try:
-            return self.app.mapper.to_domain_event(notification)
-        except Exception as error:  # a poison event: stands in its place, set aside by projections
-            return Undecodable(
-                originator_id=_as_uuid(notification.originator_id),
-                originator_version=notification.originator_version,
-                topic=notification.topic,
-                merchant_id=_merchant_of(notification.state),
-                error=f"cannot decode the stored event: {error!r}",
-            )
+        return decode(self.app, notification)
 
     def _cached_after(self, position: int, limit: int) -> list[Positioned]:
         if not self._positions or not self._low <= position < self._positions[-1]:
@@ -130,6 +126,20 @@ class EventSource:
             self._low = self._positions[cut - 1]
             del self._positions[:cut]
             del self._events[:cut]
+
+
+def decode(app: Application[Any], notification: Notification) -> DomainEventProtocol[Any] | Undecodable:
+    """The domain event of ``notification``, or what stands for it when it cannot be decoded."""
+    try:
+        return app.mapper.to_domain_event(notification)
+    except Exception as error:  # a poison event: stands in its place, set aside by projections
+        return Undecodable(
+            originator_id=_as_uuid(notification.originator_id),
+            originator_version=notification.originator_version,
+            topic=notification.topic,
+            merchant_id=_merchant_of(notification.state),
+            error=f"cannot decode the stored event: {error!r}",
+        )
 
 
 def _as_uuid(value: UUID | str) -> UUID:

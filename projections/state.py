@@ -141,6 +141,12 @@ COPY_ROWS_MIN = 64
 """From this many rows a batch is copied into a staging table and upserted from there."""
 
 
+_COLUMN_TYPES = sql.SQL(
+    "SELECT a.atttypid FROM unnest(%s::text[]) WITH ORDINALITY AS c (name, number) "
+    "JOIN pg_attribute a ON a.attrelid = to_regclass(%s) AND a.attname = c.name ORDER BY c.number"
+)
+
+
 class UpsertStatements:
     """The statements that write a read model's rows, built once.
 
@@ -148,7 +154,9 @@ class UpsertStatements:
     aggregate again, or late, never takes its row back. Small batches are sent as one
     pipelined statement per row; large ones (rebuilds, bursts) are COPYed into a
     temporary staging table and upserted in one statement (measured: 60 µs a row against
-    90 µs pipelined, and 105-170 µs for one statement of column arrays).
+    90 µs pipelined, and 105-170 µs for one statement of column arrays). The COPY is
+    binary, typed by the table's columns (looked up once): a third of the client's time
+    per row of the text format's (measured: 3-6 µs against 10-17 µs an order row).
     """
 
     def __init__(self, table: str, columns: Sequence[str], conflict: Sequence[str], updated: Sequence[str]) -> None:
@@ -163,13 +171,16 @@ class UpsertStatements:
             ),
         )
         target = sql.Identifier(table)
+        self.table = table
+        self.columns = tuple(columns)
+        self._types: list[int] | None = None
         self.one = sql.SQL("INSERT INTO {} AS t ({}) VALUES ({}) {}").format(
             target, names, sql.SQL(", ").join(sql.Placeholder() * len(columns)), on_conflict
         )
         self.stage = sql.SQL(
             "CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         ).format(stage, target)
-        self.copy = sql.SQL("COPY {} ({}) FROM STDIN").format(stage, names)
+        self.copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, names)
         self.from_stage = sql.SQL("INSERT INTO {} AS t ({}) SELECT {} FROM {} {}").format(
             target, names, names, stage, on_conflict
         )
@@ -181,8 +192,19 @@ class UpsertStatements:
             cursor.executemany(self.one, rows)
             return
         cursor.execute(self.stage)
+        types = self._types or self._column_types(cursor)
         with cursor.copy(self.copy) as copy:
+            copy.set_types(types)
             for row in rows:
                 copy.write_row(row)
         cursor.execute(self.from_stage)
         cursor.execute(self.clear_stage)
+
+    def _column_types(self, cursor: psycopg.Cursor[Any]) -> list[int]:
+        """The type of each column, in order (what a binary COPY must be told)."""
+        types = [int(row[0]) for row in cursor.execute(_COLUMN_TYPES, (list(self.columns), self.table)).fetchall()]
+        if len(types) != len(self.columns):
+            msg = f"{self.table} has not every column of {self.columns}"
+            raise RuntimeError(msg)
+        self._types = types
+        return types
