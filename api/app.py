@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -29,7 +31,7 @@ from api.controllers.orders import OrdersController
 from api.controllers.payments import PaymentsController, ReconciliationController
 from api.edge import ResponseEdge
 from api.feed_slots import FeedSlots
-from api.live_feed import FeedHub
+from api.live_feed import DRAIN_SIGNAL, FeedHub
 from api.maintenance import maintain_idempotency_partitions_forever
 from api.media_types import JsonBodyMiddleware
 from api.methods import allow_headers
@@ -95,6 +97,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
         rate_limiter = SharedRateLimiter(redis_url, settings.rate_limit_per_minute)
         feed_hub = FeedHub(database_url, settings, daybook.mapper)
         feed_hub.start()
+        draining = listen_for_drain(feed_hub)
         feed_slots = FeedSlots(redis_url, settings.sse_connections_per_merchant_max, 3 * settings.sse_heartbeat_seconds)
         tune_gc()
         app.state.update(
@@ -123,6 +126,8 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
         finally:
             pools_observed.cancel()
             housekeeping.cancel()
+            if draining:
+                asyncio.get_running_loop().remove_signal_handler(DRAIN_SIGNAL)
             feed_hub.stop()
             await feed_slots.close()
             await rate_limiter.close()
@@ -167,9 +172,25 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
     return app
 
 
+def listen_for_drain(feed_hub: FeedHub) -> bool:
+    """Closes the live feeds on :data:`~api.live_feed.DRAIN_SIGNAL`; False where signals cannot be handled.
+
+    A server's worker process runs the application on its main thread; an application
+    run elsewhere (the tests' in-process client) has no signal of its own to handle.
+    """
+    try:
+        asyncio.get_running_loop().add_signal_handler(DRAIN_SIGNAL, feed_hub.drain)
+    except (RuntimeError, ValueError, NotImplementedError):
+        return False
+    return True
+
+
 def create_app_from_env() -> Litestar:
     """The servers' factory: reads settings and server URLs from the environment."""
     die_with_server_parent()
+    if threading.current_thread() is threading.main_thread():
+        # Until the application handles it, a drain signal (a stop) must not end the process.
+        signal.signal(DRAIN_SIGNAL, signal.SIG_IGN)
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     if not settings.database_url or not settings.redis_url:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -35,6 +36,8 @@ from adapters.settings import Settings
 log = logging.getLogger(__name__)
 
 CHANNEL = "daybook_audit_chain"
+DRAIN_SIGNAL = signal.SIGUSR1
+"""Sent by ``daybook api`` to its server's worker processes before it stops them: close the live feeds."""
 PAGE_SIZE = 500
 RECONNECT_SECONDS_MAX = 5.0
 
@@ -136,6 +139,8 @@ class FeedHub:
         self._thread: threading.Thread | None = None
         self.cursor = 0
         """Every chained event up to here was handed to the subscribers (event-loop side)."""
+        self.draining = False
+        """The process is stopping: streams are closed and no new one is taken."""
 
     @property
     def connections(self) -> int:
@@ -152,11 +157,21 @@ class FeedHub:
         self._thread = threading.Thread(target=self._follow, args=(self.cursor,), name="feed-hub", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Closes every client's stream and stops the reader."""
+    def drain(self) -> None:
+        """Closes every client's stream and takes no new one: the process is about to stop.
+
+        Called on :data:`DRAIN_SIGNAL`, which ``daybook api`` sends its server's worker
+        processes before it stops them (a server waits for open responses, and a live
+        feed's never ends of itself), and again by :meth:`stop`.
+        """
+        self.draining = True
         for group in self._subscribers.values():
             for subscriber in group:
                 subscriber.close("the server is shutting down; resume with Last-Event-ID")
+
+    def stop(self) -> None:
+        """Closes every client's stream and stops the reader."""
+        self.drain()
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -21,6 +22,7 @@ from adapters.logs import configure_logging
 from adapters.migrate import migrate as apply_migrations
 from adapters.runtime import SERVER_PARENT_PID_VARIABLE
 from adapters.settings import Settings, SettingsError
+from api.live_feed import DRAIN_SIGNAL
 from api.scrape import MULTIPROCESS_DIR_VARIABLE
 from daybook.audit_cli import audit
 from daybook.audit_replay_cli import replay as audit_replay_command
@@ -114,10 +116,27 @@ def serve_with_granian(settings: Settings, host: str, port: int) -> None:
     """
     from granian.constants import Interfaces, Loops  # noqa: PLC0415 - only this command needs it
     from granian.log import LogLevels  # noqa: PLC0415
-    from granian.server import Server  # noqa: PLC0415
+    from granian.server.mp import MPServer  # noqa: PLC0415 - the processes server (granian.server.Server here)
 
     log_level = LogLevels.warning if settings.log_level.upper() in {"WARNING", "ERROR", "CRITICAL"} else LogLevels.info
-    Server(
+
+    class DrainingServer(MPServer):
+        """Tells its worker processes to close their live feeds before it stops them.
+
+        A stopping worker waits for its open responses, up to ``workers_kill_timeout``,
+        and a live feed never ends of itself: without this every stop with a client
+        connected waited the whole timeout and then killed the worker.
+        """
+
+        def _stop_workers(self) -> None:
+            for worker in self.wrks:
+                pid = getattr(getattr(worker, "inner", None), "pid", None)
+                if pid:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, DRAIN_SIGNAL)
+            super()._stop_workers()  # type: ignore[no-untyped-call]
+
+    DrainingServer(
         APP_FACTORY,
         address=host,
         port=port,

@@ -57,6 +57,10 @@ class EventsController(Controller):
         merchant_id = merchant_of(request)
         after = last_event_id(request.headers.get("last-event-id"))
         hub: FeedHub = state.feed_hub
+        if hub.draining:
+            raise ApiError(
+                503, "overloaded", "This API process is shutting down; reconnect.", headers={"Retry-After": "1"}
+            )
         if hub.connections >= state.settings.sse_connections_process_max:
             raise ApiError(
                 503, "overloaded", "This API process serves its most live feeds; retry.", headers={"Retry-After": "1"}

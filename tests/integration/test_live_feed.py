@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -268,3 +270,27 @@ def test_the_feed_refuses_auditor_keys_and_malformed_last_event_ids(apis: list[A
         assert answer.json()["code"] == "invalid_request", bad
     assert httpx.get(url, timeout=10).status_code == 401
     assert uuid.UUID(merchant["merchant_id"])
+
+
+def test_a_stopping_api_closes_its_live_feeds_with_a_reason_and_stops_without_killing_its_workers(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    api = ApiProcess(database_url, redis_url, tmp_path / "api.log", extra_env=FEED_ENV)
+    try:
+        merchant = api.create_merchant()
+        headers = {"Authorization": f"Bearer {merchant['api_key']}", "Accept": "text/event-stream"}
+        comments: list[str] = []
+        with _stream_admitted(api.base_url, headers) as response:
+            lines = response.iter_lines()
+            for line in lines:
+                if line.startswith(":"):
+                    comments.append(line[1:].strip())
+                    if comments[-1] == "connected":
+                        break
+            api.process.send_signal(signal.SIGTERM)
+            comments += [line[1:].strip() for line in lines if line.startswith(":")]  # until the server ends it
+        assert any(comment.startswith("closed: the server is shutting down") for comment in comments), comments
+        assert api.process.wait(timeout=30) == 0
+        assert "refused to gracefully stop" not in api.log_path.read_text()
+    finally:
+        api.stop()
