@@ -46,6 +46,14 @@ def chain(daybook: Daybook, database_url: str) -> None:
     chain_up(daybook, database_url, signer=DigestSigner(KEY, interval_seconds=3600, interval_events=1))
 
 
+def chained_history(daybook: Daybook, database_url: str, orders: int) -> uuid.UUID:
+    """A new merchant with ``orders`` orders, all chained."""
+    merchant_id = uuid.uuid4()
+    some_history(daybook, merchant_id, orders)
+    chain(daybook, database_url)
+    return merchant_id
+
+
 def run(database_url: str, redis_url: str, *args: str) -> Result:
     env = {"DAYBOOK_DATABASE_URL": database_url, "DAYBOOK_REDIS_URL": redis_url}
     return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
@@ -123,9 +131,7 @@ def test_an_interrupted_export_resumes_after_its_last_whole_line(
 def test_a_byte_changed_in_a_stored_event_is_reported_by_the_offline_verify_at_its_position(
     daybook: Daybook, own_database: str, redis_url: str, tmp_path: Path
 ) -> None:
-    merchant_id = uuid.uuid4()
-    some_history(daybook, merchant_id, 3)
-    chain(daybook, own_database)
+    merchant_id = chained_history(daybook, own_database, 3)
     with psycopg.connect(own_database) as conn:
         (position,) = conn.execute(
             "SELECT max(position) FROM audit_chain WHERE merchant_id = %s", (merchant_id,)
@@ -157,9 +163,7 @@ def read_rows(database_url: str, merchant_id: uuid.UUID) -> list[audit_store.Row
 def test_an_export_made_from_the_chain_s_shapes_has_the_bytes_of_one_decoded_from_the_stored_events(
     daybook: Daybook, own_database: str, redis_url: str, tmp_path: Path
 ) -> None:
-    merchant_id = uuid.uuid4()
-    some_history(daybook, merchant_id, 4)
-    chain(daybook, own_database)
+    merchant_id = chained_history(daybook, own_database, 4)
     rows = read_rows(own_database, merchant_id)
     assert rows
     assert all(row[7] is not None and row[6] is None for row in rows), "every unchanged event is read as its shape"
@@ -177,9 +181,7 @@ def test_an_export_made_from_the_chain_s_shapes_has_the_bytes_of_one_decoded_fro
 def test_a_chained_shape_changed_in_the_table_is_not_exported(
     daybook: Daybook, own_database: str, redis_url: str, tmp_path: Path
 ) -> None:
-    merchant_id = uuid.uuid4()
-    some_history(daybook, merchant_id, 3)
-    chain(daybook, own_database)
+    merchant_id = chained_history(daybook, own_database, 3)
     before = tmp_path / "before.ndjson"
     export(own_database, redis_url, merchant_id, before)
     with psycopg.connect(own_database) as conn:
@@ -201,9 +203,7 @@ def test_a_chained_shape_changed_in_the_table_is_not_exported(
 def test_an_event_deleted_from_the_store_is_reported_at_its_position(
     daybook: Daybook, own_database: str, redis_url: str, tmp_path: Path
 ) -> None:
-    merchant_id = uuid.uuid4()
-    some_history(daybook, merchant_id, 2)
-    chain(daybook, own_database)
+    merchant_id = chained_history(daybook, own_database, 2)
     with psycopg.connect(own_database) as conn:
         (deleted,) = conn.execute(
             "SELECT min(position) + 1 FROM audit_chain WHERE merchant_id = %s", (merchant_id,)
