@@ -176,6 +176,12 @@ def _submit(committer: GroupCommitter, row: InboxRow) -> list[Future[CommandOutc
 def _settle(report: InboxReport, inbox_id: int, futures: list[Future[CommandOutcome[GatewayEventOutcome]]]) -> None:
     for future in futures:
         if not future.done():
+            # Given up on: withdrawn unless its batch has started. Left queued, the retried
+            # message would queue it again beside it, and an overloaded committer would
+            # spend itself on commands nobody waits for (measured: the queue stayed full
+            # and nothing was applied for minutes).
+            for late in futures:
+                late.cancel()
             _pending(report, inbox_id, TimeoutError("the command did not finish in time"))
             return
         error = future.exception()

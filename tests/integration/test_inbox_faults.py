@@ -71,6 +71,26 @@ def test_a_row_failing_transiently_again_and_again_stays_pending_and_is_never_pa
     assert process_rows(pool, committer, [inbox_id]).processed == [inbox_id]
 
 
+def test_commands_given_up_on_are_withdrawn_so_they_never_run_after_their_row_was_left_pending(
+    pool: ConnectionPool[Any], daybook: Daybook, merchant_id: UUID
+) -> None:
+    # A committer that waits a second for a batch to fill: the row's wait ends long before.
+    slow = GroupCommitter(daybook, name="slow", batch_wait_ms=1_000, batch_size_max=1_000)
+    slow.start()
+    try:
+        gateway_ref = f"pay_{uuid.uuid4().hex[:8]}"
+        inbox_id = _row(pool, merchant_id, _capture(gateway_ref))
+        with pytest.raises(InboxRetryError) as raised:
+            process_rows(pool, slow, [inbox_id], wait_s=0.05)
+        assert raised.value.inbox_ids == [inbox_id]
+        assert _state(pool, inbox_id)[:3] == ("pending", 1, False)
+        slow.stop(timeout_seconds=10)
+        assert slow.metrics.commands_cancelled_total == 1
+        assert slow.metrics.commands_total == 0, "the withdrawn command ran"
+    finally:
+        slow.stop(timeout_seconds=10)
+
+
 def test_a_row_being_processed_is_leased_so_it_is_neither_claimed_again_nor_swept(
     pool: ConnectionPool[Any], merchant_id: UUID
 ) -> None:
