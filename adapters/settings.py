@@ -43,6 +43,7 @@ class Settings:
     statement_timeout_ms: int = 10_000
     lock_timeout_ms: int = 5_000
     batch_size_max: int = 200
+    worker_batch_size_max: int = 1_000
     batch_wait_ms: float = 2.0
     batch_queue_size_max: int = 10_000
     batch_merchant_queue_size_max: int = 1_000
@@ -106,6 +107,7 @@ class Settings:
             "statement_timeout_ms",
             "lock_timeout_ms",
             "batch_size_max",
+            "worker_batch_size_max",
             "batch_queue_size_max",
             "batch_merchant_queue_size_max",
             "body_size_max_bytes",

@@ -80,7 +80,10 @@ def _committer() -> GroupCommitter:
     database_url = _required(settings.database_url, "DAYBOOK_DATABASE_URL")
     committer = GroupCommitter(
         Daybook(env=eventsourcing_env(database_url, settings)),
-        batch_size_max=settings.batch_size_max,
+        # Larger than the API's: a worker's commands come a message of rows at a time, and
+        # fuller batches applied webhook facts faster (bench/deployment.py, 200 → 1,000:
+        # end to end p50 879 → 571 ms at the same moment).
+        batch_size_max=settings.worker_batch_size_max,
         batch_wait_ms=settings.batch_wait_ms,
         name="worker",
     )
