@@ -40,6 +40,7 @@ from api.openapi import OpenAPIController
 from api.problems import exception_handlers
 from api.rate_limit import SharedRateLimiter
 from api.scrape import exposition
+from api.tally import TALLY, flush_forever
 from api.webhooks.controller import webhooks_router
 from api.webhooks.inbox_writer import InboxWriter
 from api.webhooks.limits import WebhookLimits
@@ -62,6 +63,7 @@ class MetricsController(Controller):
     @get(operation_id="metrics", sync_to_thread=True, media_type=CONTENT_TYPE_LATEST)
     def metrics(self, state: State) -> Response[bytes]:
         """Every process's metrics, and the database's read at scrape time (``api/scrape.py``)."""
+        TALLY.flush()  # this process's own counts, up to this very request
         return Response(exposition(state.pool), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -121,9 +123,11 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
         pools_observed = asyncio.get_running_loop().create_task(
             observe_pools_forever({"api": pool, "api-read": read_pool})
         )
+        tallied = asyncio.get_running_loop().create_task(flush_forever())
         try:
             yield
         finally:
+            tallied.cancel()
             pools_observed.cancel()
             housekeeping.cancel()
             if draining:
@@ -142,6 +146,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             redis_client.close()
             read_pool.close()
             pool.close()
+            TALLY.flush()
 
     app = Litestar(
         route_handlers=[

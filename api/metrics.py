@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from prometheus_client import Counter, Gauge, Histogram
 from psycopg_pool import ConnectionPool
 
+from api.tally import TALLY
+
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = Histogram(
@@ -100,7 +102,7 @@ async def observe_pools_forever(pools: Mapping[str, ConnectionPool]) -> None:
 def route_observer() -> Callable[[str], None]:
     """A ``CommandRouter(on_route=...)`` hook counting where commands ran."""
     children = {route: COMMANDS_ROUTED.labels(route) for route in ("local", "forwarded", "moved", "resent")}
-    return lambda route: children[route].inc()
+    return lambda route: TALLY.inc(children[route])
 
 
 REQUEST_SECONDS = Histogram(

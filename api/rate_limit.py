@@ -40,6 +40,7 @@ from litestar.types import Scope
 from prometheus_client import Counter
 
 from api.problems import ApiError
+from api.tally import TALLY
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,11 @@ class SharedRateLimiter:
         self._capacity_us = self._interval_us * per_minute
         self._key_prefix = f"daybook:rate-limit:{per_minute}:"
         self._policy = f'"{POLICY_NAME}";q={per_minute};w={_WINDOW_SECONDS}'
+        self._decisions = {
+            (where, admitted): DECISIONS.labels(where, "admitted" if admitted else "refused")
+            for where in ("redis", "process")
+            for admitted in (True, False)
+        }
         self._policy_bytes = self._policy.encode("latin-1")
         self._lease_size = lease_size(per_minute)
         self._leases: OrderedDict[str, _Lease] = OrderedDict()
@@ -198,10 +204,10 @@ class SharedRateLimiter:
                 self._redis_failed(error)
             else:
                 self._redis_answered()
-                DECISIONS.labels("redis", "admitted" if decision.admitted else "refused").inc()
+                TALLY.inc(self._decisions["redis", decision.admitted])
                 return decision
         decision = self.local.decide(key_id)
-        DECISIONS.labels("process", "admitted" if decision.admitted else "refused").inc()
+        TALLY.inc(self._decisions["process", decision.admitted])
         return decision
 
     async def admit(self, scope: Scope, key_id: str) -> None:

@@ -32,6 +32,7 @@ from adapters.webhook_inbox import Delivery, UnstorableDeliveryError
 from api.metrics import WEBHOOK_OUTCOMES
 from api.problems import ApiError
 from api.schemas import WebhookAck
+from api.tally import TALLY
 from api.webhooks.inbox_writer import InboxUnavailableError, InboxWriter
 from api.webhooks.limits import WebhookLimits
 from api.webhooks.secrets import SecretsCache
@@ -162,4 +163,4 @@ async def receive_delivery(
 
 
 def _count(gateway: str, outcome: str) -> None:
-    WEBHOOK_OUTCOMES.labels(gateway=gateway, outcome=outcome).inc()
+    TALLY.inc(WEBHOOK_OUTCOMES.labels(gateway=gateway, outcome=outcome))
