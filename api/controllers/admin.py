@@ -61,7 +61,7 @@ class AdminController(Controller):
     # Guards sit on the handlers, not here: Litestar's OPTIONS handler of a route belongs
     # to the controller, and answers without authentication.
 
-    @post("/merchants", operation_id="createMerchant", status_code=201, sync_to_thread=True, guards=[admin_only])
+    @post("/merchants", operation_id="createMerchant", status_code=201, sync_to_thread=True, opt=admin_only)
     def create_merchant(
         self, request: Request[Any, Any, Any], state: State, data: JSONBody[MerchantCreate]
     ) -> MerchantCreated:
@@ -78,7 +78,7 @@ class AdminController(Controller):
         operation_id="rotateWebhookSecret",
         status_code=201,
         sync_to_thread=True,
-        guards=[admin_only],
+        opt=admin_only,
     )
     def rotate_secret(
         self,

@@ -71,7 +71,7 @@ class AuditController(Controller):
     path = "/v1/audit"
     tags = ["audit"]
 
-    @get("/events", operation_id="listAuditEvents", guards=[merchant_or_auditor])
+    @get("/events", operation_id="listAuditEvents", opt=merchant_or_auditor)
     async def events(self, request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
         """The merchant's chained events in position order: a JSON page, or (``Accept: application/x-ndjson``) all."""
         merchant_id, after, trace = merchant_of(request), _after_of(request), _trace_of(request)
@@ -92,7 +92,7 @@ class AuditController(Controller):
         page = {"data": events, "next_cursor": str(events[-1]["position"]) if more else None}
         return Response(_ENCODER.encode(page), media_type="application/json")
 
-    @get("/streams/{stream_id:uuid}/events", operation_id="listAuditStreamEvents", guards=[merchant_or_auditor])
+    @get("/streams/{stream_id:uuid}/events", operation_id="listAuditStreamEvents", opt=merchant_or_auditor)
     async def stream(self, request: Request[Any, Any, Any], stream_id: FromPath[uuid.UUID]) -> Response[bytes]:
         """One stream of the merchant, in version order (another merchant's stream is 404)."""
         merchant_id, state = merchant_of(request), request.app.state
@@ -114,7 +114,7 @@ class AuditController(Controller):
         page = {"data": events, "next_cursor": version_cursor(events[-1]["version"]) if more else None}
         return Response(_ENCODER.encode(page), media_type="application/json")
 
-    @get("/digest", operation_id="getAuditDigest", guards=[merchant_or_auditor])
+    @get("/digest", operation_id="getAuditDigest", opt=merchant_or_auditor)
     async def digest(self, request: Request[Any, Any, Any]) -> DigestRead:
         """The latest signed digest of the merchant's chain (404 before its first event is chained)."""
         merchant_id, state = merchant_of(request), request.app.state
@@ -129,7 +129,7 @@ class AuditController(Controller):
             raise ApiError(404, "not_found", "No digest yet: the merchant has no chained event.")
         return msgspec.convert(found, DigestRead)
 
-    @get("/verify", operation_id="verifyAuditChain", guards=[merchant_or_auditor])
+    @get("/verify", operation_id="verifyAuditChain", opt=merchant_or_auditor)
     async def verify(self, request: Request[Any, Any, Any]) -> VerificationRead:
         """Recomputes a bounded part of the chain from the stored events (forward from a checkpoint, plus a sweep)."""
         merchant_id, state = merchant_of(request), request.app.state

@@ -50,7 +50,7 @@ class EventsController(Controller):
     path = "/v1/events"
     tags = ["events"]
 
-    @get("/stream", operation_id="streamEvents", guards=[merchant_only])
+    @get("/stream", operation_id="streamEvents", opt=merchant_only)
     async def stream(self, request: Request[Any, Any, Any]) -> Stream:
         """Every event of the merchant as it is chained, resumable with ``Last-Event-ID``."""
         state = request.app.state

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, get, post
 from litestar.params import FromPath
 
 from api import read_store
+from api.answers import JsonAnswer
 from api.auth import merchant_only, merchant_or_auditor
 from api.bodies import strict_body
 from api.commands import context_of, merchant_of, once_per_key, run
@@ -33,28 +34,28 @@ class InventoryController(Controller):
     tags = ["inventory"]
     middleware = [IdempotencyMiddleware]
 
-    @post("/{sku:str}/receipts", operation_id="receiveStock", status_code=201, guards=[merchant_only])
-    async def receive(self, request: Request[Any, Any, Any], sku: FromPath[str]) -> Response[LevelRead]:
+    @post("/{sku:str}/receipts", operation_id="receiveStock", status_code=201, opt=merchant_only)
+    async def receive(self, request: Request[Any, Any, Any], sku: FromPath[str]) -> JsonAnswer:
         """Records units received; creates the SKU on its first receipt."""
         data = await strict_body(request, ReceiptCreate)
         command = ReceiveStock(context_of(request), merchant_of(request), check_sku(sku), data.quantity, data.reference)
         level, headers = await run(request, await once_per_key(request, command, InventoryLevel.from_record))
-        return Response(LevelRead.of(level), status_code=201, headers=headers)
+        return JsonAnswer(LevelRead.of(level), status=201, headers=headers)
 
     @post(
         "/{sku:str}/adjustments",
         operation_id="adjustStock",
         status_code=201,
-        guards=[merchant_only],
+        opt=merchant_only,
     )
-    async def adjust(self, request: Request[Any, Any, Any], sku: FromPath[str]) -> Response[LevelRead]:
+    async def adjust(self, request: Request[Any, Any, Any], sku: FromPath[str]) -> JsonAnswer:
         """Corrects on-hand stock; never below what is reserved (409 ``insufficient_stock``)."""
         data = await strict_body(request, AdjustmentCreate)
         command = AdjustStock(context_of(request), merchant_of(request), check_sku(sku), data.delta, data.reason)
         level, headers = await run(request, await once_per_key(request, command, InventoryLevel.from_record))
-        return Response(LevelRead.of(level), status_code=201, headers=headers)
+        return JsonAnswer(LevelRead.of(level), status=201, headers=headers)
 
-    @get("/{sku:str}", operation_id="getInventoryLevel", guards=[merchant_or_auditor])
+    @get("/{sku:str}", operation_id="getInventoryLevel", opt=merchant_or_auditor)
     async def level(
         self,
         request: Request[Any, Any, Any],
@@ -71,7 +72,7 @@ class InventoryController(Controller):
             lambda when: LevelRead.of(daybook.get_inventory_level(merchant_id, sku, when)),
         )
 
-    @get("/", operation_id="listInventoryLevels", guards=[merchant_or_auditor])
+    @get("/", operation_id="listInventoryLevels", opt=merchant_or_auditor)
     async def levels(
         self,
         request: Request[Any, Any, Any],

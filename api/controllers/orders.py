@@ -6,11 +6,12 @@ import uuid
 from typing import Any
 
 import anyio.to_thread
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, get, post
 from litestar.params import FromPath
 
 from adapters.committers import CommandRouter
 from api import read_store
+from api.answers import JsonAnswer
 from api.auth import merchant_only, merchant_or_auditor
 from api.bodies import strict_body
 from api.commands import POSITION_HEADER, context_of, merchant_of, run
@@ -52,8 +53,8 @@ class OrdersController(Controller):
     tags = ["orders"]
     middleware = [IdempotencyMiddleware]
 
-    @post("/", operation_id="placeOrder", status_code=201, guards=[merchant_only])
-    async def place(self, request: Request[Any, Any, Any]) -> Response[OrderRead]:
+    @post("/", operation_id="placeOrder", status_code=201, opt=merchant_only)
+    async def place(self, request: Request[Any, Any, Any]) -> JsonAnswer:
         """Places an order holding stock for every line, all or nothing (409 ``out_of_stock``)."""
         data = await strict_body(request, OrderCreate)
         merchant_id = merchant_of(request)
@@ -80,9 +81,9 @@ class OrdersController(Controller):
             if not key and not getattr(error, "placed_by_this_request", False):
                 raise
             view, headers = await _placed_before(request, command)
-        return Response(OrderRead.of(view), status_code=201, headers=headers)
+        return JsonAnswer(OrderRead.of(view), status=201, headers=headers)
 
-    @get("/{order_id:uuid}", operation_id="getOrder", guards=[merchant_or_auditor])
+    @get("/{order_id:uuid}", operation_id="getOrder", opt=merchant_or_auditor)
     async def get_one(
         self,
         request: Request[Any, Any, Any],
@@ -98,7 +99,7 @@ class OrdersController(Controller):
             lambda when: OrderRead.of(daybook.get_order(merchant_id, order_id, when)),
         )
 
-    @get("/", operation_id="listOrders", guards=[merchant_or_auditor])
+    @get("/", operation_id="listOrders", opt=merchant_or_auditor)
     async def list_orders(
         self,
         request: Request[Any, Any, Any],
@@ -131,9 +132,9 @@ class OrdersController(Controller):
         "/{order_id:uuid}/cancel",
         operation_id="cancelOrder",
         status_code=200,
-        guards=[merchant_only],
+        opt=merchant_only,
     )
-    async def cancel(self, request: Request[Any, Any, Any], order_id: FromPath[uuid.UUID]) -> Response[OrderRead]:
+    async def cancel(self, request: Request[Any, Any, Any], order_id: FromPath[uuid.UUID]) -> JsonAnswer:
         """Cancels a reserved order and releases its stock (409 ``invalid_state`` once paid)."""
         if await request.body():
             raise ApiError(400, "invalid_request", "Cancel takes no body.")
@@ -142,9 +143,9 @@ class OrdersController(Controller):
         view, headers = await run(
             request, command, routing_id=await _release_routing_id(request, merchant_id, order_id)
         )
-        return Response(OrderRead.of(view), status_code=200, headers=headers)
+        return JsonAnswer(OrderRead.of(view), status=200, headers=headers)
 
-    @get("/{order_id:uuid}/events", operation_id="listOrderEvents", guards=[merchant_or_auditor])
+    @get("/{order_id:uuid}/events", operation_id="listOrderEvents", opt=merchant_or_auditor)
     async def events(
         self,
         request: Request[Any, Any, Any],

@@ -34,7 +34,7 @@ class PaymentsController(Controller):
     tags = ["payments"]
     # Guards sit on the handlers: the route's OPTIONS handler answers without authentication.
 
-    @get("/{payment_id:uuid}", operation_id="getPayment", guards=[merchant_or_auditor])
+    @get("/{payment_id:uuid}", operation_id="getPayment", opt=merchant_or_auditor)
     async def get_one(self, request: Request[Any, Any, Any], payment_id: FromPath[uuid.UUID]) -> PaymentRead:
         """The payment; replayed from its events when the read model has not caught up yet."""
         merchant_id, daybook = merchant_of(request), request.app.state.daybook
@@ -46,7 +46,7 @@ class PaymentsController(Controller):
             lambda _: PaymentRead.of(daybook.get_payment(merchant_id, payment_id)),
         )
 
-    @get("/", operation_id="listPayments", guards=[merchant_or_auditor])
+    @get("/", operation_id="listPayments", opt=merchant_or_auditor)
     async def list_payments(
         self,
         request: Request[Any, Any, Any],
@@ -80,7 +80,7 @@ class ReconciliationController(Controller):
     path = "/v1/reconciliation"
     tags = ["reconciliation"]
 
-    @get("/issues", operation_id="listReconciliationIssues", guards=[merchant_or_auditor])
+    @get("/issues", operation_id="listReconciliationIssues", opt=merchant_or_auditor)
     async def issues(
         self,
         request: Request[Any, Any, Any],

@@ -29,6 +29,7 @@ from litestar.params import FromPath
 from adapters.gateways import GATEWAYS, Ignored, MalformedPayloadError, event_id_of, parse_delivery
 from adapters.settings import Settings
 from adapters.webhook_inbox import Delivery, UnstorableDeliveryError
+from api.answers import JsonAnswer
 from api.metrics import WEBHOOK_OUTCOMES
 from api.problems import ApiError
 from api.schemas import WebhookAck
@@ -54,7 +55,7 @@ class WebhooksController(Controller):
     @post("/{merchant_id:uuid}/{gateway:str}", operation_id="receiveWebhook", status_code=200)
     async def receive(
         self, request: Request[Any, Any, Any], merchant_id: FromPath[uuid.UUID], gateway: FromPath[str]
-    ) -> WebhookAck:
+    ) -> JsonAnswer:
         """Verifies, deduplicates and stores a delivery; its effects are applied asynchronously."""
         if gateway not in GATEWAYS:
             _count("unknown", "not_found")
@@ -69,7 +70,7 @@ class WebhooksController(Controller):
         headers = {name.lower(): value for name, value in request.headers.items()}
         status = await receive_delivery(state, merchant_id, gateway, body, headers, secrets=secrets, now=time.time())
         _count(gateway, status)
-        return WebhookAck(status)
+        return JsonAnswer(WebhookAck(status))
 
 
 def webhooks_router(settings: Settings) -> Router:
