@@ -43,10 +43,13 @@ RECONNECT_SECONDS_MAX = 5.0
 
 # The reader (owner role) joins the chain to the store for every merchant; a client's
 # catch-up reads the ``audit_events`` view under row-level security (schema/0010).
-_AFTER = sql.SQL(
+# Only the followed merchants' rows are read (``audit_chain_merchant_idx``): reading every
+# merchant's events with their states to render a few, or none, was the second costliest
+# statement PostgreSQL ran under load, for every API process.
+_FOLLOWED_AFTER = sql.SQL(
     "SELECT c.position, c.merchant_id, c.hash, c.prev_hash, c.stream_id, c.version, e.topic, e.state "
     "FROM audit_chain c JOIN daybook_events e ON e.notification_id = c.position "
-    "WHERE c.position > %s ORDER BY c.position LIMIT %s"
+    "WHERE c.merchant_id = ANY(%s) AND c.position > %s AND c.position <= %s ORDER BY c.position LIMIT %s"
 )
 _MERCHANT_BETWEEN = sql.SQL(
     "SELECT position, merchant_id, hash, prev_hash, stream_id, version, topic, state FROM audit_events "
@@ -236,16 +239,23 @@ class FeedHub:
             delay = min(delay * 2, RECONNECT_SECONDS_MAX)
 
     def _read_after(self, conn: psycopg.Connection[Any], cursor: int) -> int:
-        while True:
+        """Hands over the followed merchants' events after ``cursor`` up to the chain's head; returns the head.
+
+        With nobody followed, it only moves to the head: a subscriber who comes later
+        reads the range it missed itself (:meth:`deliver`).
+        """
+        row = conn.execute(_HEAD).fetchone()
+        head = int(row[0]) if row else 0
+        while cursor < head:
             rendered = self._followed
-            rows = conn.execute(_AFTER, (cursor, PAGE_SIZE)).fetchall()
-            if not rows:
-                return cursor
-            frames = [render(row, self._mapper) for row in rows if row[1] in rendered]
-            cursor = int(rows[-1][0])
+            rows = (
+                conn.execute(_FOLLOWED_AFTER, (list(rendered), cursor, head, PAGE_SIZE)).fetchall() if rendered else []
+            )
+            frames = [render(row, self._mapper) for row in rows]
+            # A full page ends at its last row; a shorter one reached the head.
+            cursor = int(rows[-1][0]) if len(rows) == PAGE_SIZE else head
             self._call(self.deliver, frames, rendered, cursor)
-            if len(rows) < PAGE_SIZE:
-                return cursor
+        return cursor
 
     def _call(self, function: Callable[..., None], *arguments: Any) -> None:
         loop = self._loop
