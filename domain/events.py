@@ -21,7 +21,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Self
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate, BaseAggregate, CanInitAggregate
+from eventsourcing.domain import Aggregate, BaseAggregate, CanInitAggregate, CanMutateAggregate
 from eventsourcing.utils import get_topic, resolve_topic
 
 from domain.context import CommandContext
@@ -30,6 +30,8 @@ from domain.context import CommandContext
 # fields in the audit event shape, and the aggregate class topic is a module path that
 # must not leak into the hash chain (renaming a module would change every hash).
 _NOT_DATA = frozenset({"originator_id", "originator_version", "timestamp", "metadata", "originator_topic"})
+
+_LIBRARY_MUTATE = CanMutateAggregate.mutate
 
 
 class DaybookEvent(Aggregate.Event):
@@ -136,8 +138,9 @@ class DaybookAggregate(Aggregate):
         The library's ``trigger_event`` with the fields passed once (it copies them to
         add the id and version), when the instant is known and the class has no explicit
         ``TOPIC``: the event is built as the next in the aggregate's sequence, mutates
-        the aggregate (which validates it) and joins the pending events. Measured:
-        ``InventoryItem.hold`` 9.4 → 8.5 µs.
+        the aggregate (the library's steps, less its checks of the id and version this
+        method chose) and joins the pending events. Measured: ``InventoryItem.hold``
+        8.6 → 6.0 µs.
         """
         timestamp = context.occurred_at
         if timestamp is None or getattr(type(self), "TOPIC", None):
@@ -146,10 +149,11 @@ class DaybookAggregate(Aggregate):
             )
             return
         build: Any = event_class  # typed by the library without the subclass's fields
+        next_version = self.version + 1
         try:
             event = build(
                 originator_id=self.id,
-                originator_version=self.version + 1,
+                originator_version=next_version,
                 timestamp=timestamp,
                 merchant_id=self.merchant_id,
                 metadata=context.metadata(),
@@ -158,7 +162,14 @@ class DaybookAggregate(Aggregate):
         except TypeError as error:
             msg = f"Can't construct event {event_class}: {error}"
             raise TypeError(msg) from None
-        event.mutate(self)
+        if type(event).mutate is _LIBRARY_MUTATE:
+            # What the library's mutate checks holds by construction (this aggregate's id,
+            # the next version): its steps without the checks (a UUID compares in Python).
+            event.apply(self)
+            self.version = next_version
+            self.modified_on = timestamp
+        else:
+            event.mutate(self)
         self.pending_events.append(event)
 
 

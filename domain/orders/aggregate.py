@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
 from uuid import UUID
 
 from domain import limits
@@ -49,6 +50,13 @@ from domain.orders.values import (
     check_order_lines,
 )
 from domain.validation import check_amount, check_aware, check_text
+
+
+@lru_cache(maxsize=64)
+def _hold_period(hold_seconds: int) -> timedelta:
+    # Built once per distinct hold: a timedelta from keywords costs more than the addition.
+    return timedelta(seconds=hold_seconds)
+
 
 _REFUNDABLE = frozenset(
     {OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED, OrderStatus.PAID_UNFULFILLABLE}
@@ -211,7 +219,7 @@ class Order(DaybookAggregate):
             lines=stored,
             currency=currency,
             customer_ref=customer_ref,
-            hold_expires_at=now + timedelta(seconds=hold_seconds),
+            hold_expires_at=now + _hold_period(hold_seconds),
             amount_total=amount_total,
         )
 

@@ -156,3 +156,21 @@ def test_an_aggregate_whose_init_takes_its_id_is_given_it() -> None:
     replayed = _library_replay(list(ticket.collect_events()))
     assert vars(replayed) == vars(ticket)
     assert isinstance(ticket, Aggregate)
+
+
+def test_an_event_whose_apply_step_fails_changes_neither_the_version_nor_the_pending_events() -> None:
+    item = InventoryItem.register(uuid4(), "SKU-1", CONTEXT)
+    with pytest.raises(KeyError):
+        item._record(InventoryItem.StockCommitted, CONTEXT, order_id=uuid4(), quantity=1)
+    assert item.version == 1
+    assert len(item.pending_events) == 1
+    assert item.modified_on == item.created_on
+
+
+def test_a_recorded_event_moves_the_version_and_the_modification_time() -> None:
+    item = InventoryItem.register(uuid4(), "SKU-1", CONTEXT)
+    later = CommandContext(actor="system:test", request_id="r", occurred_at=NOW + timedelta(days=1))
+    item.receive(2, "po-1", later)
+    assert item.version == 2
+    assert item.modified_on == later.occurred_at
+    assert item.pending_events[-1].originator_version == 2
