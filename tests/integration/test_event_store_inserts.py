@@ -9,7 +9,7 @@ from uuid import uuid4
 
 import psycopg
 import pytest
-from eventsourcing.persistence import Recording
+from eventsourcing.persistence import IntegrityError, Recording, StoredEvent
 from psycopg import sql
 
 from adapters.database import eventsourcing_env
@@ -71,3 +71,27 @@ def test_an_insert_waits_for_the_table_lock_another_writer_holds(own_daybook: Da
     assert not writer.is_alive()
     ((recording,),) = saved
     assert recording.notification.id >= 1
+
+
+def test_a_conflicting_insert_stores_none_of_its_events_and_leaves_the_connection_usable(
+    own_database: str, settings: Settings
+) -> None:
+    daybook = Daybook(env=eventsourcing_env(own_database, settings, pool_size=1))  # one connection, reused
+    try:
+        taken = uuid4()
+        daybook.recorder.insert_events([StoredEvent(taken, 1, "tests:Stream.Event", b"{}")])
+        batch = [
+            StoredEvent(uuid4(), 1, "tests:Stream.Event", b"{}"),
+            StoredEvent(taken, 1, "tests:Stream.Event", b"{}"),
+        ]
+        with pytest.raises(IntegrityError):
+            daybook.recorder.insert_events(batch)
+        ids = daybook.recorder.insert_events([StoredEvent(uuid4(), 1, "tests:Stream.Event", b"{}")])
+        assert ids is not None
+        assert len(ids) == 1
+    finally:
+        daybook.close()
+    with psycopg.connect(own_database) as conn:
+        row = conn.execute("SELECT count(*) FROM daybook_events WHERE originator_id = %s", (batch[0].originator_id,))
+        assert row.fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM daybook_events").fetchone() == (2,)
