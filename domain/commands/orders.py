@@ -92,7 +92,13 @@ class PlaceOrder:
 
     def aggregate_ids(self) -> list[UUID]:
         """The inventory items of its lines (a prefetch hint; the order itself is new)."""
-        return [inventory_item_id(self.merchant_id, sku) for sku in {line.sku for line in self.lines}]
+        merchant_id = self.merchant_id
+        item_ids: list[UUID] = []
+        for line in self.lines:  # one line mostly: no set built for it
+            item_id = inventory_item_id(merchant_id, line.sku)
+            if item_id not in item_ids:
+                item_ids.append(item_id)
+        return item_ids
 
     def __call__(self, uow: UnitOfWork, /) -> OrderView:
         """Runs the command; returns the placed order."""
