@@ -47,6 +47,7 @@ from eventsourcing.utils import get_topic, resolve_topic, retry
 from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
+from psycopg.types.array import ListBinaryDumper
 
 from adapters import snapshot_sql
 from domain.groupcommit.errors import CommitOutcomeUnknownError
@@ -237,6 +238,10 @@ class ColumnarApplicationRecorder(PostgresApplicationRecorder):
             [record.stored.state for record in records],
         )
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            # The columns go as binary arrays: the statement's %s placeholders dump a list
+            # of bytes as hex-escaped text, in Python with the GIL held (measured on a hot
+            # SKU's 4 MB snapshot: 112 ms of CPU per insert; 12 ms in binary).
+            curs.adapters.register_dumper(list, ListBinaryDumper)
             curs.execute(self.insert_snapshots_statement, columns)
 
     def _insert_stored_events(
