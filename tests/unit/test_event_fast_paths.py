@@ -1,4 +1,4 @@
-"""Daybook's own paths for creating aggregates and triggering events build what the library's build."""
+"""Daybook's own paths for creating aggregates, triggering and storing events build what the library's build."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from uuid import UUID, uuid4
 
 import pytest
 from eventsourcing.domain import Aggregate, BaseAggregate, CanInitAggregate
+from eventsourcing.persistence import EventStore, StoredEvent
+from eventsourcing.utils import get_topic
 
 from adapters.event_store import MsgspecMapper
 from domain.application import Daybook
@@ -174,3 +176,29 @@ def test_a_recorded_event_moves_the_version_and_the_modification_time() -> None:
     assert item.version == 2
     assert item.modified_on == later.occurred_at
     assert item.pending_events[-1].originator_version == 2
+
+
+def test_a_stored_event_is_the_one_the_library_dataclass_builds(mapper: MsgspecMapper) -> None:
+    item = InventoryItem.register(uuid4(), "SKU-1", CONTEXT)
+    item.receive(3, "po-1", CONTEXT)
+    for event in item.pending_events:
+        stored = mapper.to_stored_event(event)
+        expected = StoredEvent(event.originator_id, event.originator_version, get_topic(type(event)), stored.state)
+        assert stored == expected
+        assert vars(stored) == vars(expected)
+        assert hash(stored) == hash(expected)
+        assert repr(stored) == repr(expected)
+
+
+def test_a_save_answers_the_recordings_the_library_event_store_builds() -> None:
+    ours = Daybook({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    library = Daybook({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    items = [InventoryItem.register(uuid4(), f"SKU-{index}", CONTEXT) for index in range(3)]
+    events = [event for item in items for event in item.pending_events]
+    recordings = ours.save(*items)
+    expected = EventStore(library.mapper, library.recorder).put(events)
+    assert recordings == expected
+    assert [vars(recording.notification) for recording in recordings] == [
+        vars(recording.notification) for recording in expected
+    ]
+    assert [recording.domain_event for recording in recordings] == events
