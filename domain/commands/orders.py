@@ -116,10 +116,11 @@ class PlaceOrder:
         )
         quantities = quantities_by_sku(order.lines)
         items, shortages = find_shortages(uow, self.merchant_id, quantities)
-        if any(self.order_id in item.holds for item in items.values()):
-            # Its holds are recorded, so it was placed: a second run of the same command
-            # (a retry whose first answer was lost) before the store reports the id.
-            raise OrderAlreadyExistsError(self.order_id)
+        for item in items.values():  # a loop, not any() over a generator: once per order placed
+            if self.order_id in item.holds:
+                # Its holds are recorded, so it was placed: a second run of the same command
+                # (a retry whose first answer was lost) before the store reports the id.
+                raise OrderAlreadyExistsError(self.order_id)
         if shortages:
             raise OutOfStockError(shortages)  # the new order was never added: nothing is saved
         try:
