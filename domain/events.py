@@ -14,12 +14,15 @@ without custom transcodings and replay rebuilds exactly the live state.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from functools import cache
+from typing import TYPE_CHECKING, Any, Self
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Aggregate, BaseAggregate, CanInitAggregate, CanMutateAggregate
+from eventsourcing.utils import get_topic, resolve_topic
 
 from domain.context import CommandContext
 
@@ -27,6 +30,8 @@ from domain.context import CommandContext
 # fields in the audit event shape, and the aggregate class topic is a module path that
 # must not leak into the hash chain (renaming a module would change every hash).
 _NOT_DATA = frozenset({"originator_id", "originator_version", "timestamp", "metadata", "originator_topic"})
+
+_LIBRARY_MUTATE = CanMutateAggregate.mutate
 
 
 class DaybookEvent(Aggregate.Event):
@@ -43,6 +48,42 @@ class DaybookEvent(Aggregate.Event):
 
 class DaybookCreated(DaybookEvent, Aggregate.Created):
     """Base of every Daybook "created" event (the first event of a stream)."""
+
+    def mutate(self, aggregate: Any) -> Any:
+        """Constructs the aggregate, as the library's ``mutate`` does, with its ``__init__``'s fields.
+
+        The library inspects the ``__init__`` parameters on every call (two filtering
+        passes over the event's fields); here they are known per class. The same
+        calls follow: ``__new__``, ``__base_init__`` with the id, version and
+        timestamp, ``__init__`` with the event fields it names, then ``apply``.
+        Measured: 6.9 → 5.5 µs for ``Order.Placed``, on every order placed and every
+        replay. A class whose construction differs (an ``__init__`` that takes the id
+        or any keyword, its own ``__base_init__``) takes the library's path.
+        """
+        init_names = None if aggregate is not None else _init_field_names(resolve_topic(self.originator_topic))
+        if init_names is None:
+            return super().mutate(aggregate)
+        aggregate_class = resolve_topic(self.originator_topic)
+        created = aggregate_class.__new__(aggregate_class)
+        created.__base_init__(self.originator_id, self.originator_version, self.timestamp)
+        state = self.__dict__
+        created.__init__(**{name: state[name] for name in init_names if name in state})
+        self.apply(created)
+        return created
+
+
+@cache
+def _init_field_names(aggregate_class: type[Any]) -> tuple[str, ...] | None:
+    """The keyword parameters of ``aggregate_class.__init__``, or ``None`` for the library's path."""
+    if not isinstance(aggregate_class, type) or not issubclass(aggregate_class, BaseAggregate):
+        return None
+    if aggregate_class.__base_init__ is not BaseAggregate.__base_init__:
+        return None
+    parameters = list(inspect.signature(aggregate_class.__init__).parameters.values())[1:]
+    plain = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if any(parameter.kind not in plain or parameter.name == "id" for parameter in parameters):
+        return None
+    return tuple(parameter.name for parameter in parameters)
 
 
 class DaybookAggregate(Aggregate):
@@ -66,14 +107,70 @@ class DaybookAggregate(Aggregate):
         """When the latest event of the aggregate occurred."""
         return self.modified_on
 
+    @classmethod
+    def _create(cls, event_class: type[CanInitAggregate[UUID]], *, id: UUID | None = None, **kwargs: Any) -> Self:
+        """The library's ``_create`` for an aggregate given its id and timestamp.
+
+        Builds the created event with the aggregate's topic, the id and the initial
+        version, constructs the aggregate from it and appends it to the pending events,
+        as the library does, without the library's preparation of an id it does not
+        need (a filtered copy of the fields for ``create_id``, a second copy of them).
+        Measured: 13 → 10 µs for ``Order.place``'s call. Anything else (no id, no
+        timestamp, an explicit ``TOPIC``) takes the library's path.
+        """
+        if type(id) is not UUID or kwargs.get("timestamp") is None or getattr(cls, "TOPIC", None):
+            return super()._create(event_class, id=id, **kwargs)
+        build: Any = event_class  # typed by the library without the subclass's fields
+        try:
+            created = build(
+                originator_topic=get_topic(cls), originator_id=id, originator_version=cls.INITIAL_VERSION, **kwargs
+            )
+        except TypeError as error:
+            msg = f"Unable to construct '{event_class.__qualname__}' event: {error}"
+            raise TypeError(msg) from error
+        aggregate: Self = created.mutate(None)
+        aggregate.pending_events.append(created)
+        return aggregate
+
     def _record(self, event_class: type[DaybookEvent], context: CommandContext, **fields: Any) -> None:
-        self.trigger_event(
-            event_class,
-            timestamp=context.occurred_at,
-            merchant_id=self.merchant_id,
-            metadata=context.metadata(),
-            **fields,
-        )
+        """Triggers ``event_class`` with the merchant and the command's metadata and instant.
+
+        The library's ``trigger_event`` with the fields passed once (it copies them to
+        add the id and version), when the instant is known and the class has no explicit
+        ``TOPIC``: the event is built as the next in the aggregate's sequence, mutates
+        the aggregate (the library's steps, less its checks of the id and version this
+        method chose) and joins the pending events. Measured: ``InventoryItem.hold``
+        8.6 → 6.0 µs.
+        """
+        timestamp = context.occurred_at
+        if timestamp is None or getattr(type(self), "TOPIC", None):
+            self.trigger_event(
+                event_class, timestamp=timestamp, merchant_id=self.merchant_id, metadata=context.metadata(), **fields
+            )
+            return
+        build: Any = event_class  # typed by the library without the subclass's fields
+        next_version = self.version + 1
+        try:
+            event = build(
+                originator_id=self.id,
+                originator_version=next_version,
+                timestamp=timestamp,
+                merchant_id=self.merchant_id,
+                metadata=context.metadata(),
+                **fields,
+            )
+        except TypeError as error:
+            msg = f"Can't construct event {event_class}: {error}"
+            raise TypeError(msg) from None
+        if type(event).mutate is _LIBRARY_MUTATE:
+            # What the library's mutate checks holds by construction (this aggregate's id,
+            # the next version): its steps without the checks (a UUID compares in Python).
+            event.apply(self)
+            self.version = next_version
+            self.modified_on = timestamp
+        else:
+            event.mutate(self)
+        self.pending_events.append(event)
 
 
 def event_type(event: DaybookEvent) -> str:

@@ -65,6 +65,10 @@ AUDIT_EXPORT_PAGE_SIZE: Final = 2_000
 TRACE_ID_LENGTH_MAX: Final = 255
 """The longest request or causation id an audit query filters by (gateway ids are this long)."""
 
+ORDER_VALUES_CACHED_MAX: Final = 4_096
+"""Distinct order lines, and order totals, an application keeps built (they are frozen and
+shared by every order that has them; domain/orders/aggregate.py)."""
+
 # Snapshots (domain/snapshots/): only inventory items have histories long enough to need
 # them (a hot SKU gains a million events in minutes; orders and payments stay within tens).
 INVENTORY_ITEM_SNAPSHOT_INTERVAL_EVENTS: Final = 1_000

@@ -121,11 +121,13 @@ class TrackingUnitOfWork:
         Raises:
             TypeError: the stored aggregate is of another class.
         """
+        # One dict operation per id where it can (a UUID's hash is computed in Python).
         aggregate = self._touched.get(aggregate_id)
         if aggregate is None:
             aggregate = self._load(aggregate_id)
             if aggregate is None:
                 return None
+            self._touched[aggregate_id] = aggregate
         self._touch(aggregate)
         return check_class(aggregate, aggregate_class, aggregate_id)
 
@@ -147,9 +149,10 @@ class TrackingUnitOfWork:
         Raises:
             DuplicateAggregateError: an aggregate with this id is known to exist.
         """
-        if self._touched.get(aggregate.id) is aggregate:
+        touched = self._touched.get(aggregate.id)
+        if touched is aggregate:
             return
-        if aggregate.id in self._touched or self._exists(aggregate.id):
+        if touched is not None or self._exists(aggregate.id):
             raise DuplicateAggregateError(aggregate.id)
         self._touched[aggregate.id] = aggregate
         self._added(aggregate)
@@ -163,8 +166,7 @@ class TrackingUnitOfWork:
         raise NotImplementedError
 
     def _touch(self, aggregate: Aggregate) -> None:
-        """Notes that the current command found ``aggregate``."""
-        self._touched.setdefault(aggregate.id, aggregate)
+        """Notes that the current command found ``aggregate`` (already in ``touched``)."""
 
     def _added(self, aggregate: Aggregate) -> None:
         """Notes that the current command created ``aggregate`` (already in ``touched``)."""

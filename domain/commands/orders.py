@@ -92,7 +92,13 @@ class PlaceOrder:
 
     def aggregate_ids(self) -> list[UUID]:
         """The inventory items of its lines (a prefetch hint; the order itself is new)."""
-        return [inventory_item_id(self.merchant_id, sku) for sku in {line.sku for line in self.lines}]
+        merchant_id = self.merchant_id
+        item_ids: list[UUID] = []
+        for line in self.lines:  # one line mostly: no set built for it
+            item_id = inventory_item_id(merchant_id, line.sku)
+            if item_id not in item_ids:
+                item_ids.append(item_id)
+        return item_ids
 
     def __call__(self, uow: UnitOfWork, /) -> OrderView:
         """Runs the command; returns the placed order."""
@@ -110,10 +116,11 @@ class PlaceOrder:
         )
         quantities = quantities_by_sku(order.lines)
         items, shortages = find_shortages(uow, self.merchant_id, quantities)
-        if any(self.order_id in item.holds for item in items.values()):
-            # Its holds are recorded, so it was placed: a second run of the same command
-            # (a retry whose first answer was lost) before the store reports the id.
-            raise OrderAlreadyExistsError(self.order_id)
+        for item in items.values():  # a loop, not any() over a generator: once per order placed
+            if self.order_id in item.holds:
+                # Its holds are recorded, so it was placed: a second run of the same command
+                # (a retry whose first answer was lost) before the store reports the id.
+                raise OrderAlreadyExistsError(self.order_id)
         if shortages:
             raise OutOfStockError(shortages)  # the new order was never added: nothing is saved
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -187,8 +186,11 @@ def _prefetch(app: Application[UUID], cache: AggregateCache, commands: Sequence[
     for command in commands:
         hint = getattr(command, "aggregate_ids", None)
         if hint is not None:
-            with contextlib.suppress(Exception):  # a malformed command fails when it runs
+            # try, not contextlib.suppress: entering a context manager per command cost more.
+            try:  # noqa: SIM105
                 wanted.update(hint())
+            except Exception:  # noqa: S110 - a malformed command fails when it runs
+                pass
     wanted = {aggregate_id for aggregate_id in wanted if not cache.contains(aggregate_id)}
     if not wanted:
         return frozenset()

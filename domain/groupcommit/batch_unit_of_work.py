@@ -47,7 +47,8 @@ class BatchUnitOfWork(TrackingUnitOfWork):
         self._cache = cache
         self._check_store_on_add = check_store_on_add
         self._known_missing = known_missing
-        self._pending_counts_at_touch: dict[UUID, int] = {}
+        # Per aggregate the command touched: it, and how many events it had pending then.
+        self._pending_counts_at_touch: dict[UUID, tuple[Aggregate, int]] = {}
 
     def begin_command(self) -> None:
         """Starts recording what the next command touches."""
@@ -56,8 +57,8 @@ class BatchUnitOfWork(TrackingUnitOfWork):
     def end_command(self) -> list[Any]:
         """Returns the events the current command triggered, in order per aggregate."""
         events: list[Any] = []
-        for aggregate_id, pending_count in self._pending_counts_at_touch.items():
-            events += self._touched[aggregate_id].pending_events[pending_count:]
+        for aggregate, pending_count in self._pending_counts_at_touch.values():
+            events += aggregate.pending_events[pending_count:]
         self._pending_counts_at_touch = {}
         return events
 
@@ -71,12 +72,11 @@ class BatchUnitOfWork(TrackingUnitOfWork):
             return None
 
     def _touch(self, aggregate: Aggregate) -> None:
-        super()._touch(aggregate)
-        self._pending_counts_at_touch.setdefault(aggregate.id, len(aggregate.pending_events))
+        self._pending_counts_at_touch.setdefault(aggregate.id, (aggregate, len(aggregate.pending_events)))
 
     def _added(self, aggregate: Aggregate) -> None:
         # All its pending events, the creation included, belong to the current command.
-        self._pending_counts_at_touch[aggregate.id] = 0
+        self._pending_counts_at_touch[aggregate.id] = (aggregate, 0)
 
     def _exists(self, aggregate_id: UUID) -> bool:
         if self._cache.get(aggregate_id) is not None:

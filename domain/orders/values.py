@@ -81,7 +81,6 @@ def check_order_lines(lines: Sequence[OrderLine], currency: str) -> list[OrderLi
     check_currency(currency)
     if not limits.LINES_MIN <= len(lines) <= limits.LINES_MAX:
         raise InvalidCommandError("lines", f"an order has {limits.LINES_MIN} to {limits.LINES_MAX} lines")
-    merged: dict[tuple[str, Money], int] = {}
     for line in lines:
         check_sku(line.sku)
         check_amount("quantity", line.quantity, minimum=limits.LINE_QUANTITY_MIN, maximum=limits.LINE_QUANTITY_MAX)
@@ -90,6 +89,10 @@ def check_order_lines(lines: Sequence[OrderLine], currency: str) -> list[OrderLi
         if line.unit_price.currency != currency:
             raise CurrencyMismatchError(expected=currency, actual=line.unit_price.currency)
         check_amount("unit_price", line.unit_price.amount, maximum=limits.UNIT_PRICE_MAX)
+    if len(lines) == 1 and type(lines[0]) is OrderLine:
+        return list(lines)  # one line has nothing to merge with (and hashing Money costs)
+    merged: dict[tuple[str, Money], int] = {}
+    for line in lines:
         key = (line.sku, line.unit_price)
         merged[key] = merged.get(key, 0) + line.quantity
     if len(merged) == len(lines) and all(type(line) is OrderLine for line in lines):

@@ -90,6 +90,18 @@ def test_placing_an_order_holds_stock_for_every_line_and_reserves_it(shop: Shop)
     assert shop.level("B") == (5, 1, 4)
 
 
+def test_orders_of_equal_lines_in_two_currencies_keep_each_its_own_currency(shop: Shop):
+    shop.stock("A", 10)
+    in_euros = shop.place(("A", 1, 500))
+    in_yen = shop.place(("A", 1, 500), currency="JPY")
+    again_in_euros = shop.place(("A", 1, 500))
+    assert in_euros.lines == again_in_euros.lines == (OrderLine("A", 1, Money(500, "EUR")),)
+    assert in_yen.lines == (OrderLine("A", 1, Money(500, "JPY")),)
+    assert (in_euros.total, in_yen.total) == (Money(500, "EUR"), Money(500, "JPY"))
+    replayed = shop.app.get_order(shop.merchant_id, in_yen.id)
+    assert (replayed.lines, replayed.total) == (in_yen.lines, in_yen.total)
+
+
 def test_lines_of_one_sku_are_held_together_and_equal_prices_merged(shop: Shop):
     shop.stock("A", 10)
     order = shop.place(("A", 2, 500), ("A", 3, 500), ("A", 1, 400))
