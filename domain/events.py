@@ -60,10 +60,12 @@ class DaybookCreated(DaybookEvent, Aggregate.Created):
         replay. A class whose construction differs (an ``__init__`` that takes the id
         or any keyword, its own ``__base_init__``) takes the library's path.
         """
-        init_names = None if aggregate is not None else _init_field_names(resolve_topic(self.originator_topic))
-        if init_names is None:
+        if aggregate is not None:
             return super().mutate(aggregate)
         aggregate_class = resolve_topic(self.originator_topic)
+        init_names = _init_field_names(aggregate_class)
+        if init_names is None:
+            return super().mutate(aggregate)
         created = aggregate_class.__new__(aggregate_class)
         created.__base_init__(self.originator_id, self.originator_version, self.timestamp)
         state = self.__dict__
