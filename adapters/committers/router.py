@@ -30,7 +30,7 @@ from uuid import UUID
 from adapters.committers import wire
 from adapters.committers.ownership import PartitionOwnership
 from adapters.committers.peer import PeerBusyError, PeerConnection, PeerLostError, PeerUnreachableError
-from domain.commands.routing import is_retry_safe, partition_of, partition_of_id
+from domain.commands.routing import is_retry_safe, partition_of, partition_of_id, sent_again
 from domain.errors import OrderAlreadyExistsError
 from domain.groupcommit import (
     CommandOutcome,
@@ -136,6 +136,7 @@ class CommandRouter:
                     msg = f"partition {partition}: the owner's answer was lost ({lost})"
                     raise CommitOutcomeUnknownError(msg) from lost
                 maybe_sent = True
+                command = sent_again(command)
                 self._on_route("resent")
                 # A connection that ended is forgotten; one that is only slow keeps serving
                 # the other commands waiting on it.

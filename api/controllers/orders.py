@@ -72,6 +72,7 @@ class OrdersController(Controller):
             data.currency,
             data.customer_ref,
             data.hold_seconds,
+            may_exist=key is not None,
         )
         try:
             view, headers = await run(request, command)

@@ -74,6 +74,12 @@ class PlaceOrder:
     no order exists. Lines of one SKU are held together (merged). ``now`` defaults to
     the instant the command runs.
 
+    ``may_exist`` says the id may be placed already: it was derived from an idempotency
+    key, or this is a send again of a command whose answer was lost. Only then is the
+    order looked up when stock is short, so that such a retry meets the order it placed
+    (whose hold may since have been released) instead of ``out_of_stock``; fresh ids
+    skip the lookup.
+
     Raises (when called):
         OutOfStockError: listing every line whose SKU lacks available stock.
         CurrencyMismatchError: a unit price is not in the order's currency.
@@ -89,16 +95,19 @@ class PlaceOrder:
     customer_ref: str | None = None
     hold_seconds: int = limits.HOLD_SECONDS_DEFAULT
     now: datetime | None = None
+    may_exist: bool = False
 
     def aggregate_ids(self) -> list[UUID]:
-        """The inventory items of its lines (a prefetch hint; the order itself is new)."""
+        """The inventory items of its lines, and the order when it may exist (a prefetch hint)."""
         merchant_id = self.merchant_id
-        item_ids: list[UUID] = []
+        ids: list[UUID] = []
         for line in self.lines:  # one line mostly: no set built for it
             item_id = inventory_item_id(merchant_id, line.sku)
-            if item_id not in item_ids:
-                item_ids.append(item_id)
-        return item_ids
+            if item_id not in ids:
+                ids.append(item_id)
+        if self.may_exist:
+            ids.append(self.order_id)
+        return ids
 
     def __call__(self, uow: UnitOfWork, /) -> OrderView:
         """Runs the command; returns the placed order."""
@@ -122,6 +131,9 @@ class PlaceOrder:
                 # (a retry whose first answer was lost) before the store reports the id.
                 raise OrderAlreadyExistsError(self.order_id)
         if shortages:
+            if self.may_exist and uow.find(self.order_id, Order) is not None:
+                # Placed by an earlier run whose hold was released since (cancelled, expired).
+                raise OrderAlreadyExistsError(self.order_id)
             raise OutOfStockError(shortages)  # the new order was never added: nothing is saved
         try:
             # No lookup first: a taken id is a database fact, reported by the unit of work

@@ -18,6 +18,8 @@ owned by one process at a time (``adapters/committers``):
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TypeVar, cast
 from uuid import UUID
 
 from domain.commands.once import OncePerKey
@@ -27,6 +29,8 @@ from domain.commands.stock import AdjustStock, ReceiveStock
 from domain.gateway import payment_id
 from domain.inventory import inventory_item_id
 from domain.unit_of_work import AnyCommand
+
+C = TypeVar("C")
 
 
 def routing_id(command: AnyCommand) -> UUID:
@@ -74,3 +78,14 @@ def is_retry_safe(command: AnyCommand) -> bool:
     if isinstance(command, OncePerKey):
         return True
     return isinstance(command, PlaceOrder | CancelOrder | ExpireOrder | ApplyGatewayEvent)
+
+
+def sent_again(command: C) -> C:
+    """``command`` as sent again after its answer was lost: an order it placed may exist.
+
+    The order keeps its id, so the second run looks for it when stock is short
+    (:class:`PlaceOrder` ``may_exist``) and answers with it rather than ``out_of_stock``.
+    """
+    if isinstance(command, PlaceOrder) and not command.may_exist:
+        return cast(C, dataclasses.replace(command, may_exist=True))
+    return command

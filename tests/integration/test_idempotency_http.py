@@ -271,6 +271,26 @@ def test_retry_after_the_answer_was_lost_returns_the_order_the_first_run_placed(
     assert client.post("/v1/orders", json=_order(sku, 2), headers=keyed).headers["idempotent-replayed"] == "true"
 
 
+def test_retry_after_the_answer_was_lost_and_the_stock_was_released_and_sold_returns_that_order(
+    client: TestClient[Any], lonely: dict[str, Any], database_url: str
+) -> None:
+    headers = lonely["headers"]
+    sku = _stock(client, headers, 2)
+    keyed = {**headers, "Idempotency-Key": _key()}
+    first = client.post("/v1/orders", json=_order(sku, 2), headers=keyed)
+    assert first.status_code == 201, first.text
+    order_id = first.json()["id"]
+    cancelled = client.post(f"/v1/orders/{order_id}/cancel", headers=headers)
+    assert cancelled.status_code == 200, cancelled.text
+    other = client.post("/v1/orders", json=_order(sku, 2), headers=headers)
+    assert other.status_code == 201, other.text
+    _rewrite_key(database_url, _LOSE_THE_ANSWER, lonely["merchant_id"], keyed["Idempotency-Key"])
+    retry = client.post("/v1/orders", json=_order(sku, 2), headers=keyed)
+    assert retry.status_code == 201, retry.text
+    assert (retry.json()["id"], retry.json()["status"]) == (order_id, "cancelled")
+    assert _level_now(client, headers, sku) == (2, 2, 0)
+
+
 def test_key_reused_for_another_order_after_its_record_expired_is_409_idempotency_key_reused(
     client: TestClient[Any], lonely: dict[str, Any], database_url: str
 ) -> None:

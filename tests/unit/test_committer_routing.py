@@ -9,6 +9,7 @@ by ownership set by hand.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from adapters.committers.router import CommandRouter
 from api.problems import ERROR_STATUSES
 from domain.application import Daybook
 from domain.commands import CancelOrder, OncePerKey, PlaceOrder, ReceiveStock
-from domain.commands.routing import is_retry_safe, partition_of, partition_of_id, routing_id
+from domain.commands.routing import is_retry_safe, partition_of, partition_of_id, routing_id, sent_again
 from domain.context import CommandContext
 from domain.errors import OrderAlreadyExistsError, OutOfStockError, Shortage
 from domain.groupcommit import (
@@ -112,10 +113,21 @@ def test_only_commands_that_apply_once_when_run_twice_are_safe_to_send_again() -
     assert is_retry_safe(CancelOrder(CONTEXT, MERCHANT, uuid.uuid4()))
 
 
+def test_an_order_sent_again_may_exist_and_other_commands_are_sent_unchanged() -> None:
+    order = _order("HOT")
+    again = sent_again(order)
+    assert again.may_exist
+    assert again == dataclasses.replace(order, may_exist=True)
+    assert sent_again(again) is again
+    cancel = CancelOrder(CONTEXT, MERCHANT, uuid.uuid4())
+    assert sent_again(cancel) is cancel
+
+
 @pytest.mark.parametrize(
     "command",
     [
         _order("A", "B"),
+        dataclasses.replace(_order("A"), may_exist=True),
         ReceiveStock(CONTEXT, MERCHANT, "HOT", 5, "po-1"),
         OncePerKey(ReceiveStock(CONTEXT, MERCHANT, "HOT", 5), "key-1", "ab" * 32, InventoryLevel.from_record),
         CancelOrder(CONTEXT, MERCHANT, uuid.uuid4()),

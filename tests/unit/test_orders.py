@@ -161,6 +161,21 @@ def test_placing_an_order_with_a_taken_id_is_refused(shop: Shop):
     assert shop.level("A") == (10, 1, 9)
 
 
+def test_an_order_that_may_exist_run_again_after_its_stock_was_released_and_sold_is_already_placed(shop: Shop):
+    shop.stock("A", 2)
+    line = OrderLine("A", 2, Money(100, "EUR"))
+    command = PlaceOrder(CONTEXT, shop.merchant_id, order_id=uuid4(), lines=[line], currency="EUR", may_exist=True)
+    shop.app.execute(command)
+    shop.app.execute(CancelOrder(CONTEXT, shop.merchant_id, command.order_id))
+    shop.place(("A", 2, 100))
+    with pytest.raises(OrderAlreadyExistsError):
+        shop.app.execute(command)
+    fresh = PlaceOrder(CONTEXT, shop.merchant_id, order_id=uuid4(), lines=[line], currency="EUR", may_exist=True)
+    with pytest.raises(OutOfStockError):
+        shop.app.execute(fresh)
+    assert shop.level("A") == (2, 2, 0)
+
+
 def test_cancelling_a_reserved_order_releases_its_stock(shop: Shop):
     shop.stock("A", 10)
     order = shop.place(("A", 4, 100))
