@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 
 import redis
@@ -50,6 +50,9 @@ from domain.groupcommit import GroupCommitter
 
 log = logging.getLogger(__name__)
 
+SHUTDOWN_STEP_S = 10.0
+"""How long one awaited shutdown step may take before it is logged and left behind."""
+
 PUBLIC_PATHS = ["^/healthz$", "^/readyz$", "^/metrics$", "^/schema", "^/v1/webhooks/"]
 
 
@@ -65,6 +68,19 @@ class MetricsController(Controller):
         """Every process's metrics, and the database's read at scrape time (``api/scrape.py``)."""
         TALLY.flush()  # this process's own counts, up to this very request
         return Response(exposition(state.pool), media_type=CONTENT_TYPE_LATEST)
+
+
+async def shut_down(name: str, step: Awaitable[None], *, timeout_s: float = SHUTDOWN_STEP_S) -> None:
+    """Awaits one shutdown step; one that fails or outlasts ``timeout_s`` is logged by name.
+
+    Never raises: the steps after it (stopping the committer, closing the pools) still run.
+    """
+    try:
+        await asyncio.wait_for(step, timeout_s)
+    except TimeoutError:
+        log.error("shutdown: %s did not finish within %.1f s; going on without it", name, timeout_s)
+    except Exception:
+        log.exception("shutdown: %s failed; going on", name)
 
 
 def create_app(settings: Settings, database_url: str, redis_url: str) -> Litestar:
@@ -133,9 +149,10 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> Litesta
             if draining:
                 asyncio.get_running_loop().remove_signal_handler(DRAIN_SIGNAL)
             feed_hub.stop()
-            await feed_slots.close()
-            await rate_limiter.close()
-            await inbox_writer.stop()
+            # Each bounded, so one that never finishes cannot keep the committer running.
+            await shut_down("the feed slots", feed_slots.close())
+            await shut_down("the rate limiter", rate_limiter.close())
+            await shut_down("the inbox writer", inbox_writer.stop())
             broker.close()
             if routing is not None:
                 routing.fence()  # forwarded commands are answered "moved" from now on
