@@ -284,10 +284,13 @@ class Payment(DaybookAggregate):
     @property
     def status(self) -> PaymentStatus:
         """The status, by the precedence in the module docstring."""
+        return self._status(self.refunds)
+
+    def _status(self, refunds: dict[str, int]) -> PaymentStatus:
         if self.is_disputed:
             return PaymentStatus.DISPUTED
-        if self.refunds:
-            if self.refunds_total >= self.amount_captured:
+        if refunds:
+            if sum(refunds.values()) >= self.amount_captured:
                 return PaymentStatus.REFUNDED
             return PaymentStatus.PARTIALLY_REFUNDED
         if self.captured_max is not None:
@@ -299,12 +302,15 @@ class Payment(DaybookAggregate):
     @property
     def anomalies(self) -> tuple[Anomaly, ...]:
         """Anomalies derived from the facts, then those flagged by commands, sorted."""
+        return self._anomalies(self.refunds_total)
+
+    def _anomalies(self, refunds_total: int) -> tuple[Anomaly, ...]:
         found = [Anomaly(kind, detail) for kind, detail in self.flagged.items()]
         if self.authorized_max is not None and self.amount_captured > self.authorized_max:
             detail = f"captured {self.amount_captured} > authorized {self.authorized_max}"
             found.append(Anomaly(AnomalyKind.CAPTURE_EXCEEDS_AUTHORIZATION, detail))
-        if self.refunds_total > self.amount_captured:
-            detail = f"refunds {self.refunds_total} > captured {self.amount_captured}"
+        if refunds_total > self.amount_captured:
+            detail = f"refunds {refunds_total} > captured {self.amount_captured}"
             found.append(Anomaly(AnomalyKind.REFUND_EXCEEDS_CAPTURE, detail))
         for refund_id, amounts in sorted(self.refund_amounts.items()):
             if len(amounts) > 1 and refund_id not in self.refund_totals:  # a total grows: no conflict
@@ -320,19 +326,21 @@ class Payment(DaybookAggregate):
 
     def view(self) -> PaymentView:
         """A frozen view of the current state."""
+        refunds = self.refunds  # counted once: status, amounts and anomalies all need it
+        refunds_total = sum(refunds.values())
         return PaymentView(
             id=self.id,
             merchant_id=self.merchant_id,
             order_id=self.order_id,
             gateway=self.gateway,
             gateway_ref=self.gateway_ref,
-            status=self.status,
+            status=self._status(refunds),
             amount_authorized=self.amount_authorized,
             amount_captured=self.amount_captured,
-            amount_refunded=self.amount_refunded,
+            amount_refunded=min(refunds_total, self.amount_captured),
             currency=self.currency,
-            refunds=self.refunds,
-            anomalies=self.anomalies,
+            refunds=refunds,
+            anomalies=self._anomalies(refunds_total),
             created_at=self.created_at,
             updated_at=self.updated_at,
             version=self.version,

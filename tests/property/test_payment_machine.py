@@ -121,6 +121,16 @@ class PaymentMachine(RuleBasedStateMachine):
         assert payment.refunds == distinct_refunds, "a refund id was counted more than once"
         assert payment.amount_refunded == min(sum(distinct_refunds.values()), payment.amount_captured)
 
+    @invariant()
+    def the_view_says_what_the_payment_says(self) -> None:
+        payment, view = self.payment, self.payment.view()
+        assert (view.status, view.amount_refunded, view.refunds, view.anomalies) == (
+            payment.status,
+            payment.amount_refunded,
+            payment.refunds,
+            payment.anomalies,
+        )
+
     def teardown(self) -> None:
         if not self.delivered:
             return
