@@ -483,19 +483,20 @@ def write_shots(path: Path, shots: list[Shot]) -> None:
 
 
 def sample_inbox(target: Deployment, merchant_id: str, timeline: list[str], stop: threading.Event) -> None:
-    """Every second until ``stop``: the merchant's deliveries stored and processed, and the messages queued in Redis."""
+    """Every second until ``stop``: the merchant's deliveries stored, processed and leased, and messages in Redis."""
     port = _running_redis_port((target.home / "redis").resolve())
     queue = redis.Redis(port=port) if port else None
     with psycopg.connect(target.database_url, autocommit=True) as conn:
         while not stop.wait(1.0):
             row = conn.execute(
-                "SELECT count(*), count(*) FILTER (WHERE state = 'processed') FROM webhook_inbox"
+                "SELECT count(*), count(*) FILTER (WHERE state = 'processed'),"
+                " count(*) FILTER (WHERE state = 'pending' AND lease_owner IS NOT NULL) FROM webhook_inbox"
                 " WHERE merchant_id = %s",
                 (merchant_id,),
             ).fetchone()
-            stored, processed = row or (0, 0)
+            stored, processed, leased = row or (0, 0, 0)
             messages = queue.llen(f"{NAMESPACE}:{QUEUE}") if queue is not None else "?"
-            timeline.append(f"{stored:,}/{processed:,}/{messages}")
+            timeline.append(f"{stored:,}/{processed:,}/{leased:,}/{messages}")
             if stored and processed == stored and len(timeline) > 2:
                 return  # drained
 
@@ -569,7 +570,8 @@ def webhook_phase(wrk: Wrk, target: Deployment, deliveries: int, duplicates: flo
         f" parked {parked}, drained {drained_s:.1f} s after the last ack",
         f"end to end (received -> applied by a worker): p50 {e2e_p50 * 1000:.0f} ms, p99 {e2e_p99 * 1000:.0f} ms",
         "CPU while draining after the load: " + cpu_text(drain_cpu),
-        "inbox every second (rows stored / processed so far / messages queued in Redis): " + ", ".join(timeline),
+        "inbox every second (rows stored / processed so far / leased to a worker now / messages queued in Redis): "
+        + ", ".join(timeline),
         "end to end p50 by second of receipt: "
         + ", ".join(f"{second}s: {count:,} rows, {p50 * 1000:.0f} ms" for second, count, p50 in by_second),
     ]

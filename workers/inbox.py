@@ -170,7 +170,7 @@ def _submit(committer: GroupCommitter, row: InboxRow) -> list[Future[CommandOutc
     if isinstance(parsed, Ignored):
         return []
     context = CommandContext(actor=f"gateway:{row.gateway}", request_id=str(row.inbox_id), causation_id=row.event_id)
-    return [committer.submit(ApplyGatewayEvent(context, row.merchant_id, fact)) for fact in parsed]
+    return [committer.submit(ApplyGatewayEvent(context, row.merchant_id, fact, views=False)) for fact in parsed]
 
 
 def _settle(report: InboxReport, inbox_id: int, futures: list[Future[CommandOutcome[GatewayEventOutcome]]]) -> None:

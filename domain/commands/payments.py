@@ -26,12 +26,13 @@ class GatewayEventOutcome:
     """What :class:`ApplyGatewayEvent` did.
 
     Attributes:
-        payment: the payment after the fact.
-        order: its order after the fact, or ``None`` when the order is unknown.
+        payment: the payment after the fact (``None`` when the command was asked for no views).
+        order: its order after the fact, or ``None`` when the order is unknown (or no
+            views were asked for).
         changed: whether anything was recorded (``False`` for a pure duplicate).
     """
 
-    payment: PaymentView
+    payment: PaymentView | None
     order: OrderView | None
     changed: bool
 
@@ -94,6 +95,10 @@ class ApplyGatewayEvent:
     each step is idempotent, so a duplicate records nothing, while a redelivery after
     the order became known applies what the first delivery could not.
 
+    ``views=False`` answers without the payment's and order's views: the workers only
+    need to know that the fact applied, and building both was 11 % of their committer
+    (py-spy ``--gil`` under webhook load).
+
     Raises (when called):
         InvalidCommandError: a malformed fact (nothing is recorded).
     """
@@ -102,6 +107,7 @@ class ApplyGatewayEvent:
     merchant_id: UUID
     fact: GatewayEvent
     now: datetime | None = None
+    views: bool = True
 
     def aggregate_ids(self) -> list[UUID]:
         """The payment and, when the gateway named it, the order (a prefetch hint)."""
@@ -130,4 +136,6 @@ class ApplyGatewayEvent:
             changed |= payment.flag_anomaly(AnomalyKind.UNKNOWN_ORDER, detail, context)
         else:
             changed |= settle_order(uow, context, order, payment, now)
+        if not self.views:
+            return GatewayEventOutcome(payment=None, order=None, changed=changed)
         return GatewayEventOutcome(payment=payment.view(), order=order.view() if order else None, changed=changed)

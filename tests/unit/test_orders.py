@@ -423,6 +423,18 @@ def test_a_payment_for_an_unknown_order_is_recorded_and_flagged(shop: Shop):
     assert [anomaly.kind for anomaly in outcome.payment.anomalies] == [AnomalyKind.UNKNOWN_ORDER]
 
 
+def test_a_fact_applied_without_views_records_the_same_and_answers_only_whether_it_changed(shop: Shop):
+    shop.stock("A", 10)
+    order = shop.place(("A", 1, 100))
+    capture = GatewayEvent(GatewayEventKind.CAPTURED, "stripe", "pi_1", "evt_1", order.id, 100, "EUR")
+    first = shop.app.execute(ApplyGatewayEvent(GATEWAY, shop.merchant_id, capture, now=NOW, views=False))
+    assert (first.payment, first.order, first.changed) == (None, None, True)
+    assert shop.app.get_order(shop.merchant_id, order.id).status is OrderStatus.PAID
+    assert shop.level("A") == (9, 0, 9)
+    again = shop.app.execute(ApplyGatewayEvent(GATEWAY, shop.merchant_id, capture, now=NOW, views=False))
+    assert (again.payment, again.order, again.changed) == (None, None, False)
+
+
 def test_a_redelivered_capture_pays_an_order_that_was_unknown_at_first_delivery(shop: Shop):
     shop.stock("A", 10)
     order_id = uuid4()
