@@ -202,7 +202,7 @@ class Payment(DaybookAggregate):
         fields |= {"amount": fact.amount, "currency": fact.currency}
         if fact.kind in {GatewayEventKind.REFUNDED, GatewayEventKind.REFUND_REVERSED}:
             fields |= {"refund_id": fact.refund_id, "total_ref": fact.total_ref}
-        self._record(self._event_classes()[fact.kind], context, **fields)
+        self._record(_FACT_EVENTS[fact.kind], context, **fields)
         return True
 
     def is_news(self, fact: GatewayEvent) -> bool:
@@ -346,12 +346,14 @@ class Payment(DaybookAggregate):
             version=self.version,
         )
 
-    def _event_classes(self) -> dict[GatewayEventKind, type[PaymentFact]]:
-        return {
-            GatewayEventKind.AUTHORIZED: self.Authorized,
-            GatewayEventKind.CAPTURED: self.Captured,
-            GatewayEventKind.FAILED: self.Failed,
-            GatewayEventKind.REFUNDED: self.Refunded,
-            GatewayEventKind.REFUND_REVERSED: self.RefundReversed,
-            GatewayEventKind.DISPUTED: self.Disputed,
-        }
+
+# Which event records which kind of fact (built once: a dict per fact was 3 % of the
+# workers' committer).
+_FACT_EVENTS: dict[GatewayEventKind, type[PaymentFact]] = {
+    GatewayEventKind.AUTHORIZED: Payment.Authorized,
+    GatewayEventKind.CAPTURED: Payment.Captured,
+    GatewayEventKind.FAILED: Payment.Failed,
+    GatewayEventKind.REFUNDED: Payment.Refunded,
+    GatewayEventKind.REFUND_REVERSED: Payment.RefundReversed,
+    GatewayEventKind.DISPUTED: Payment.Disputed,
+}
