@@ -249,18 +249,31 @@ def _rewrite_key(database_url: str, statement: str, merchant_id: str, key: str) 
         assert conn.execute(statement, (uuid.UUID(merchant_id), key)).rowcount == 1  # type: ignore[arg-type]
 
 
+def _keyed_order(client: TestClient[Any], headers: dict[str, str], stock: int) -> tuple[str, dict[str, str], Any]:
+    """A SKU of ``stock`` units and a keyed order of two of them: (sku, keyed headers, answer)."""
+    sku = _stock(client, headers, stock)
+    keyed = {**headers, "Idempotency-Key": _key()}
+    first = client.post("/v1/orders", json=_order(sku, 2), headers=keyed)
+    assert first.status_code == 201, first.text
+    return sku, keyed, first
+
+
+def _retried_after_losing_the_answer(
+    client: TestClient[Any], lonely: dict[str, Any], database_url: str, keyed: dict[str, str], body: dict[str, Any]
+) -> Any:
+    # The process died after the commit and before storing the answer; its key lock has run out.
+    _rewrite_key(database_url, _LOSE_THE_ANSWER, lonely["merchant_id"], keyed["Idempotency-Key"])
+    retry = client.post("/v1/orders", json=body, headers=keyed)
+    assert retry.status_code == 201, retry.text
+    return retry
+
+
 def test_retry_after_the_answer_was_lost_returns_the_order_the_first_run_placed(
     client: TestClient[Any], lonely: dict[str, Any], database_url: str
 ) -> None:
     headers = lonely["headers"]
-    sku = _stock(client, headers, 5)
-    keyed = {**headers, "Idempotency-Key": _key()}
-    first = client.post("/v1/orders", json=_order(sku, 2), headers=keyed)
-    assert first.status_code == 201, first.text
-    # The process died after the commit and before storing the answer; its key lock has run out.
-    _rewrite_key(database_url, _LOSE_THE_ANSWER, lonely["merchant_id"], keyed["Idempotency-Key"])
-    retry = client.post("/v1/orders", json=_order(sku, 2), headers=keyed)
-    assert retry.status_code == 201, retry.text
+    sku, keyed, first = _keyed_order(client, headers, 5)
+    retry = _retried_after_losing_the_answer(client, lonely, database_url, keyed, _order(sku, 2))
     assert retry.json()["id"] == first.json()["id"]
     assert retry.json()["status"] == "reserved"
     assert int(retry.headers["x-daybook-position"]) >= int(first.headers["x-daybook-position"])
@@ -275,18 +288,13 @@ def test_retry_after_the_answer_was_lost_and_the_stock_was_released_and_sold_ret
     client: TestClient[Any], lonely: dict[str, Any], database_url: str
 ) -> None:
     headers = lonely["headers"]
-    sku = _stock(client, headers, 2)
-    keyed = {**headers, "Idempotency-Key": _key()}
-    first = client.post("/v1/orders", json=_order(sku, 2), headers=keyed)
-    assert first.status_code == 201, first.text
+    sku, keyed, first = _keyed_order(client, headers, 2)
     order_id = first.json()["id"]
     cancelled = client.post(f"/v1/orders/{order_id}/cancel", headers=headers)
     assert cancelled.status_code == 200, cancelled.text
     other = client.post("/v1/orders", json=_order(sku, 2), headers=headers)
     assert other.status_code == 201, other.text
-    _rewrite_key(database_url, _LOSE_THE_ANSWER, lonely["merchant_id"], keyed["Idempotency-Key"])
-    retry = client.post("/v1/orders", json=_order(sku, 2), headers=keyed)
-    assert retry.status_code == 201, retry.text
+    retry = _retried_after_losing_the_answer(client, lonely, database_url, keyed, _order(sku, 2))
     assert (retry.json()["id"], retry.json()["status"]) == (order_id, "cancelled")
     assert _level_now(client, headers, sku) == (2, 2, 0)
 
