@@ -75,7 +75,7 @@ class PlaceOrder:
     the instant the command runs.
 
     ``may_exist`` says the id may be placed already: it was derived from an idempotency
-    key, or this is a send again of a command whose answer was lost. Only then is the
+    key, or the command is being sent again after its answer was lost. Only then is the
     order looked up when stock is short, so that such a retry meets the order it placed
     (whose hold may since have been released) instead of ``out_of_stock``; fresh ids
     skip the lookup.
