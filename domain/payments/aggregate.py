@@ -284,13 +284,14 @@ class Payment(DaybookAggregate):
     @property
     def status(self) -> PaymentStatus:
         """The status, by the precedence in the module docstring."""
-        return self._status(self.refunds)
+        refunds = self.refunds
+        return self._status(bool(refunds), sum(refunds.values()))
 
-    def _status(self, refunds: dict[str, int]) -> PaymentStatus:
+    def _status(self, refunded: bool, refunds_total: int) -> PaymentStatus:
         if self.is_disputed:
             return PaymentStatus.DISPUTED
-        if refunds:
-            if sum(refunds.values()) >= self.amount_captured:
+        if refunded:
+            if refunds_total >= self.amount_captured:
                 return PaymentStatus.REFUNDED
             return PaymentStatus.PARTIALLY_REFUNDED
         if self.captured_max is not None:
@@ -334,7 +335,7 @@ class Payment(DaybookAggregate):
             order_id=self.order_id,
             gateway=self.gateway,
             gateway_ref=self.gateway_ref,
-            status=self._status(refunds),
+            status=self._status(bool(refunds), refunds_total),
             amount_authorized=self.amount_authorized,
             amount_captured=self.amount_captured,
             amount_refunded=min(refunds_total, self.amount_captured),
